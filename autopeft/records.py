@@ -81,6 +81,7 @@ class Metrics:
     eval_seconds: float = 0.0
     test_metric: float | None = None
     checkpoint: str | None = None
+    pruned: bool = False  # stopped early because the reporter answered "stop"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,64 @@
+"""The Evaluator interface and the Reporter it talks to while training.
+
+An evaluator lives inside a worker (in-process for the serial executor, a Ray actor
+otherwise). It is created once per worker from the experiment config and serves many
+trials: the base model and the tokenised data are loaded once, never per trial.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Mapping
+
+from autopeft.records import EvalRequest, Metrics
+
+
+class Reporter(abc.ABC):
+    """Receives intermediate validation metrics during a trial.
+
+    `report` returns True to continue and False to stop the trial now (pruned): the
+    evaluator then returns Metrics with pruned=True and the last reported metric.
+    """
+
+    @abc.abstractmethod
+    def report(self, trial_number: int, step: int, value: float) -> bool: ...
+
+
+class NullReporter(Reporter):
+    """Never stops a trial."""
+
+    def report(self, trial_number: int, step: int, value: float) -> bool:
+        return True
+
+
+class Evaluator(abc.ABC):
+    """Trains one candidate per call.
+
+    Raises autopeft.exceptions.TrialFailedError when the candidate itself fails (NaN/inf
+    loss, out of memory, a build the model cannot take): no retry.
+    Raises autopeft.exceptions.FatalError when the setup is broken (model or data
+    missing): the study stops.
+    """
+
+    @abc.abstractmethod
+    def evaluate(self, request: EvalRequest, reporter: Reporter) -> Metrics: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release memory; called when the worker shuts down."""
+
+
+def make_evaluator(experiment: Mapping[str, Any]) -> Evaluator:
+    """The evaluator for an experiment dict (ExperimentConfig.to_dict()).
+
+    The experiment may name a custom evaluator with `evaluator: "module:factory"`
+    (tests use analytic fakes this way); the default is the proxy-task trainer.
+    """
+    import importlib
+
+    target = experiment.get("evaluator")
+    if target:
+        module_name, _, attr = str(target).partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+        return factory(experiment)
+    from autopeft.evaluation.proxy import ProxyEvaluator  # heavy: torch, transformers
+
+    return ProxyEvaluator(experiment)

@@ -1,0 +1,1 @@
+"""Executors run EvalRequests on workers and hand Outcomes back to the study."""
