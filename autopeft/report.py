@@ -1,0 +1,157 @@
+"""What people would rather see than read: plots and one HTML page for a study.
+
+- reward over trials (each trial, and the best so far),
+- accuracy vs trainable parameters with the Pareto front drawn,
+- per-decision importance: which choices matter.
+
+Importance is the share of the reward's variance that a decision's value explains
+(the correlation ratio eta^2 = between-group sum of squares / total sum of squares,
+Fisher 1925), computed over the completed trials in which the decision was active.
+It is cheap, needs no surrogate model and reads as "how much does this choice matter".
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from autopeft.records import TrialRecord, TrialState
+
+
+def decision_importance(trials: list[TrialRecord]) -> dict[str, float]:
+    """eta^2 of the reward per decision over scored trials (decisions seen >= 2 values)."""
+    scored = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+              and t.reward is not None and math.isfinite(t.reward)]
+    names = sorted({k for t in scored for k in t.assignment})
+    out: dict[str, float] = {}
+    for name in names:
+        groups: dict[str, list[float]] = defaultdict(list)
+        for t in scored:
+            if name in t.assignment:
+                groups[json.dumps(t.assignment[name], sort_keys=True)].append(float(t.reward))
+        values = [v for g in groups.values() for v in g]
+        if len(groups) < 2 or len(values) < 3:
+            continue
+        mean = sum(values) / len(values)
+        total = sum((v - mean) ** 2 for v in values)
+        if total <= 0:
+            out[name] = 0.0
+            continue
+        between = sum(len(g) * (sum(g) / len(g) - mean) ** 2 for g in groups.values())
+        out[name] = between / total
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated in (cost lower, metric higher)."""
+    front = []
+    for i, (c, m) in enumerate(points):
+        dominated = any((c2 <= c and m2 >= m) and (c2 < c or m2 > m)
+                        for j, (c2, m2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def write_report(trials: list[TrialRecord], out_dir: str | Path, *, title: str) -> list[Path]:
+    """Write reward.png, pareto.png, importance.png and report.html; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scored = sorted((t for t in trials if t.reward is not None and t.metrics is not None),
+                    key=lambda t: t.number)
+    paths: list[Path] = []
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = [t.number for t in scored]
+    ys = [t.reward for t in scored]
+    best, run = [], -math.inf
+    for y in ys:
+        run = max(run, y)
+        best.append(run)
+    ax.scatter(xs, ys, s=18, label="trial reward")
+    ax.step(xs, best, where="post", color="C1", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("reward")
+    ax.set_title("Reward over trials")
+    ax.legend()
+    paths.append(_save(fig, out / "reward.png", plt))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    pts = [(100 * t.metrics.cost.params_ratio, t.metrics.metric) for t in scored]
+    front = pareto_front(pts)
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, label="trials")
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "o-", color="C3",
+            label="Pareto front")
+    for i in front:
+        ax.annotate(f"#{scored[i].number}", pts[i], fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlabel("trainable parameters (% of base model)")
+    metric_name = scored[0].metrics.metric_name if scored else "metric"
+    ax.set_ylabel(f"validation {metric_name}")
+    ax.set_title("Accuracy vs trainable parameters")
+    ax.legend()
+    paths.append(_save(fig, out / "pareto.png", plt))
+
+    imp = decision_importance(trials)
+    top = list(imp.items())[:15]
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.35 * len(top) + 1)))
+    ax.barh([k for k, _ in reversed(top)], [v for _, v in reversed(top)])
+    ax.set_xlabel("share of reward variance explained (eta²)")
+    ax.set_title("Which choices matter")
+    paths.append(_save(fig, out / "importance.png", plt))
+
+    page = out / "report.html"
+    page.write_text(_html(title, trials, paths, imp, front, scored), encoding="utf-8")
+    paths.append(page)
+    return paths
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _html(title: str, trials: list[TrialRecord], images: list[Path], imp: dict[str, float],
+          front: list[int], scored: list[TrialRecord]) -> str:
+    from autopeft.candidate import Candidate
+
+    imgs = "".join(
+        f'<img alt="{p.stem}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"/>' for p in images)
+    rows = []
+    for i in front:
+        t = scored[i]
+        rows.append(
+            f"<tr><td>{t.number}</td><td>{t.metrics.metric:.4f}</td>"
+            f"<td>{100 * t.metrics.cost.params_ratio:.3f}</td><td>{t.reward:.4f}</td>"
+            f"<td>{html.escape(Candidate.from_dict(t.candidate).summary())}</td></tr>")
+    imp_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>"
+                       for k, v in imp.items())
+    states: dict[str, int] = defaultdict(int)
+    for t in trials:
+        states[t.state.value] += 1
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(states.items()))
+    buf = io.StringIO()
+    buf.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+              "</title><style>body{font-family:sans-serif;max-width:960px;margin:auto}"
+              "img{max-width:100%;display:block;margin:1em 0}table{border-collapse:collapse}"
+              "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>")
+    buf.write(f"<h1>{html.escape(title)}</h1><p>{len(trials)} trials: {summary}</p>{imgs}")
+    buf.write("<h2>Pareto front</h2><table><tr><th>trial</th><th>metric</th><th>params %</th>"
+              f"<th>reward</th><th>candidate</th></tr>{''.join(rows)}</table>")
+    buf.write("<h2>Decision importance</h2><table><tr><th>decision</th><th>eta²</th></tr>"
+              f"{imp_rows}</table></body></html>")
+    return buf.getvalue()
