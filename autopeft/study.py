@@ -93,10 +93,10 @@ def load_context(storage: Any, name: str, *, check_space_file: bool = True) -> S
 
 def score(metrics: Metrics, experiment: Mapping[str, Any]) -> tuple[float, bool, list[str]]:
     """The reward of a trial from its stored metrics (pure; λ can change later)."""
-    from autopeft.reward import RewardConfig, compute_reward
+    from autopeft.reward import score as reward_score
 
-    cfg = RewardConfig.from_dict(experiment.get("reward", {}))
-    return compute_reward(metrics, cfg)
+    result = reward_score(metrics, experiment)
+    return result.reward, result.feasible, list(result.reasons)
 
 
 class StudyRunner:

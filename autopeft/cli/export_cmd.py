@@ -61,16 +61,23 @@ def _check_out_dir(out: str) -> Path:
 
 def rescored(storage, name: str, lam: float | None, max_params: float | None):
     """Stored trials re-scored with an optional new lambda / params constraint, best first."""
-    from autopeft.reward import RewardConfig, compute_reward
+    import dataclasses
+
+    from autopeft.config import ExperimentConfig
     from autopeft.records import TrialState
+    from autopeft.reward import score
 
     info = storage.get_study(name)
-    cfg = RewardConfig.from_dict(info.experiment.get("reward", {}))
-    cfg = cfg.with_overrides(lam=lam, max_params_ratio=max_params)
+    cfg = ExperimentConfig.from_dict(info.experiment)
+    if lam is not None:
+        cfg = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, lam=lam))
+    if max_params is not None:
+        cfg = dataclasses.replace(cfg, constraints=dataclasses.replace(
+            cfg.constraints, max_params_ratio=max_params))
     out = []
     for t in storage.get_trials(name, states=[TrialState.COMPLETE]):
-        reward, feasible, reasons = compute_reward(t.metrics, cfg)
-        out.append((t, reward, feasible, reasons))
+        s = score(t.metrics, cfg)
+        out.append((t, s.reward, s.feasible, list(s.reasons)))
     out.sort(key=lambda r: (not r[2], -r[1], r[0].number))
     return info, out
 
