@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from typing import Any, Mapping
 
-from autopeft.records import EvalRequest, Metrics
+from autopeft.records import Cost, EvalRequest, Metrics
 
 
 class Reporter(abc.ABC):
@@ -21,6 +21,10 @@ class Reporter(abc.ABC):
 
     @abc.abstractmethod
     def report(self, trial_number: int, step: int, value: float) -> bool: ...
+
+    def note_cost(self, trial_number: int, cost: Cost) -> None:  # noqa: B027 - optional hook
+        """Optional: an evaluator that knows the candidate's cost before training passes it
+        here, so a cost-aware pruner can use params_ratio (see executors/reporting.py)."""
 
 
 class NullReporter(Reporter):
