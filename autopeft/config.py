@@ -1,0 +1,387 @@
+"""ExperimentConfig: which model, which data, how each trial is trained and how it is scored.
+
+An experiment file (experiments/*.yaml) is read as strictly as a search space: an unknown
+key, a wrong type or a value out of range is an ExperimentError that names the file, the
+YAML path, the value and the fix.  docs/EXPERIMENT.md documents every key; the
+dataclasses below are the schema (each field's `meta` carries its type, range and doc).
+
+Pure Python + PyYAML: no torch here (importing this module must stay light).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from autopeft.exceptions import ExperimentError
+
+METRIC_NAMES = ("accuracy", "macro_f1", "mcc")
+FIDELITIES = ("proxy", "full")
+
+
+def _f(default: Any, kind: str, doc: str = "", *, low: float | None = None,
+       high: float | None = None, choices: tuple = (), key: str | None = None,
+       nullable: bool = False, low_open: bool = False) -> Any:
+    """A schema field: kind is int, float, bool, str, text (str or [str, str]) or a section."""
+    meta = {"kind": kind, "doc": doc, "low": low, "high": high, "choices": choices,
+            "key": key, "nullable": nullable, "low_open": low_open}
+    if kind == "section":
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _f("builtin:trec6", "str",
+                     "builtin:trec6 | builtin:sms_spam | a local .csv/.json/.jsonl/.parquet "
+                     "file | a Hugging Face hub dataset name")
+    text: Any = _f("text", "text", "text column, or [first, second] for sentence pairs")
+    label: str = _f("label", "str", "label column (ints or strings)")
+    hf_config: str | None = _f(None, "str", "hub dataset configuration name", nullable=True)
+    hf_split: str = _f("train", "str", "hub dataset split that is split into train/val/test")
+    validation: float = _f(0.1, "float", "validation split: a fraction (<1) or a count",
+                           low=0.0, low_open=True)
+    test: float = _f(0.1, "float", "test split: a fraction (<1) or a count",
+                     low=0.0, low_open=True)
+    split_seed: int = _f(0, "int", "seed of the stratified split and subsets", low=0)
+    max_examples: int | None = _f(None, "int", "cap on the examples read", low=2,
+                                  nullable=True)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    train_examples: int | None = _f(2000, "int", "stratified train subset; null = all",
+                                    low=1, nullable=True)
+    max_steps: int | None = _f(150, "int", "optimiser steps (exclusive with epochs)",
+                               low=1, nullable=True)
+    epochs: float | None = _f(None, "float", "passes over the train subset", low=0.0,
+                              low_open=True, nullable=True)
+    max_length: int = _f(64, "int", "tokens per example (truncation)", low=4, high=8192)
+    validation_examples: int | None = _f(500, "int", "stratified validation subset; "
+                                         "null = all", low=1, nullable=True)
+    eval_every: int = _f(50, "int", "validate every N optimiser steps", low=1)
+    patience: int = _f(0, "int", "stop after N evaluations without improvement; 0 = off",
+                       low=0)
+    eval_batch_size: int = _f(128, "int", "batch size for validation", low=1)
+    bf16: bool = _f(False, "bool", "bf16 autocast (CPU with AMX, or GPU)")
+
+
+def _full_defaults() -> TrainingConfig:
+    return TrainingConfig(train_examples=None, max_steps=None, epochs=3.0,
+                          validation_examples=None, eval_every=200, patience=0)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    learning_rate: float = _f(1e-3, "float", "AdamW learning rate (a candidate's "
+                              "hyper.learning_rate overrides it)", low=0.0, high=1.0,
+                              low_open=True)
+    batch_size: int = _f(32, "int", "training batch size", low=1, high=65536)
+    weight_decay: float = _f(0.0, "float", "AdamW weight decay (matrices only)", low=0.0,
+                             high=1.0)
+    warmup_ratio: float = _f(0.06, "float", "linear warmup share of the steps, then "
+                             "linear decay to 0", low=0.0, high=0.5)
+    max_grad_norm: float = _f(1.0, "float", "gradient clipping; 0 = off", low=0.0)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    lam: float = _f(1.0, "float", "λ: weight of the cost penalty", low=0.0, key="lambda")
+    w_params: float = _f(1.0, "float", "weight of params_ratio in the penalty", low=0.0)
+    w_flops: float = _f(0.0, "float", "weight of flops_ratio in the penalty", low=0.0)
+
+
+@dataclass(frozen=True)
+class ConstraintsConfig:
+    max_params_ratio: float | None = _f(0.05, "float", "trainable/base params above this "
+                                        "is infeasible", low=0.0, nullable=True)
+    max_latency_ratio: float | None = _f(None, "float", "added inference latency above this "
+                                         "is infeasible", low=0.0, nullable=True)
+    max_flops_ratio: float | None = _f(None, "float", "added FLOPs/token above this is "
+                                       "infeasible", low=0.0, nullable=True)
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    cpus: int = _f(2, "int", "CPU threads per trial (torch.set_num_threads)", low=1)
+    gpus: float = _f(0.0, "float", "GPUs per trial (a fraction shares one)", low=0.0)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = _f("experiment", "str", "a label for logs and reports")
+    model: str = _f("minilm", "str", "model reference (see autopeft.models)")
+    trust_remote_code: bool = _f(False, "bool", "allow the model's own code to run")
+    data: DataConfig = _f(DataConfig, "section")
+    proxy: TrainingConfig = _f(TrainingConfig, "section")
+    full: TrainingConfig = _f(_full_defaults, "section")
+    optimizer: OptimizerConfig = _f(OptimizerConfig, "section")
+    metric: str = _f("accuracy", "str", "validation metric to maximise",
+                     choices=METRIC_NAMES)
+    seed: int = _f(0, "int", "base seed; a trial's seed is derived from it", low=0)
+    reward: RewardConfig = _f(RewardConfig, "section")
+    constraints: ConstraintsConfig = _f(ConstraintsConfig, "section")
+    resources: ResourcesConfig = _f(ResourcesConfig, "section")
+    evaluator: str | None = _f(None, "str", "custom evaluator factory 'module:factory'",
+                               nullable=True)
+    fake: Any = _f(None, "mapping", "free-form options for a custom evaluator (the fakes "
+                   "in autopeft.testing read them); only with `evaluator`", nullable=True)
+    fidelity: str = _f("proxy", "str", "which training section a trial uses: proxy "
+                       "(search) or full (finalize)", choices=FIDELITIES)
+    source: str | None = field(default=None, compare=False, metadata={"kind": "internal"})
+
+    @property
+    def training(self) -> TrainingConfig:
+        """The training section this config's fidelity selects."""
+        return self.full if self.fidelity == "full" else self.proxy
+
+    def for_final(self) -> "ExperimentConfig":
+        """The same experiment at full fidelity (finalize's long training)."""
+        return dataclasses.replace(self, fidelity="full")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe dict with YAML keys; from_dict(to_dict()) == self."""
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, file: str | None = None) -> "ExperimentConfig":
+        base = Path(file).resolve().parent if file else None
+        cfg = _build(cls, d, file, "", base)
+        _check(cfg, file)
+        return cfg
+
+
+def _yaml_key(f: dataclasses.Field) -> str:
+    return f.metadata.get("key") or f.name
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            v = _to_dict(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[_yaml_key(f)] = v
+    return out
+
+
+def _where(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _build(cls: type, data: Any, file: str | None, path: str, base: Path | None) -> Any:
+    if not isinstance(data, Mapping):
+        raise ExperimentError(f"expected a mapping, got {type(data).__name__}", file=file,
+                              path=path or "<top>", value=data,
+                              fix="write this section as `key: value` lines")
+    by_key = {_yaml_key(f): f for f in fields(cls) if f.metadata.get("kind") != "internal"}
+    unknown = [k for k in data if k not in by_key]
+    if unknown and not (cls is ExperimentConfig and set(unknown) <= {"source"}):
+        k = unknown[0]
+        raise ExperimentError(f"unknown key {k!r}", file=file, path=_where(path, str(k)),
+                              value=data[k], fix=f"use one of: {', '.join(by_key)}")
+    kwargs: dict[str, Any] = {}
+    for key, f in by_key.items():
+        where = _where(path, key)
+        if f.metadata["kind"] == "section":
+            default = f.default_factory()  # type: ignore[misc]
+            if key in data and data[key] is not None:
+                merged = _to_dict(default)
+                if not isinstance(data[key], Mapping):
+                    _build(type(default), data[key], file, where, base)  # raises
+                merged.update(data[key])
+                if isinstance(default, TrainingConfig):
+                    # giving one of the two step budgets clears the default of the other
+                    for a, b in (("epochs", "max_steps"), ("max_steps", "epochs")):
+                        if data[key].get(a) is not None and b not in data[key]:
+                            merged[b] = None
+                kwargs[f.name] = _build(type(default), merged, file, where, base)
+            else:
+                kwargs[f.name] = default
+        elif key in data:
+            kwargs[f.name] = _value(f, data[key], file, where)
+    if cls is DataConfig and "source" in kwargs:
+        kwargs["source"] = _resolve_source(kwargs["source"], base)
+    if cls is ExperimentConfig and data.get("source"):
+        kwargs["source"] = str(data["source"])
+    return cls(**kwargs)
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-safe deep copy (mappings -> dicts, sequences -> lists)."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _value(f: dataclasses.Field, v: Any, file: str | None, where: str) -> Any:
+    m = f.metadata
+    kind = m["kind"]
+
+    def bad(msg: str, fix: str) -> ExperimentError:
+        return ExperimentError(msg, file=file, path=where, value=v, fix=fix)
+
+    if v is None:
+        if m["nullable"]:
+            return None
+        raise bad("value is missing (null)", f"give a {kind}: {m['doc']}")
+    if kind == "mapping":
+        if not isinstance(v, Mapping):
+            raise bad(f"expected a mapping, got {v!r}", "write `key: value` lines")
+        return _plain(v)
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise bad(f"expected true or false, got {v!r}", "write true or false")
+        return v
+    if kind == "str":
+        if not isinstance(v, str) or not v.strip():
+            raise bad(f"expected a non-empty string, got {v!r}", m["doc"])
+        if m["choices"] and v not in m["choices"]:
+            raise bad(f"{v!r} is not allowed", f"use one of: {', '.join(m['choices'])}")
+        return v
+    if kind == "text":
+        if isinstance(v, str) and v.strip():
+            return v
+        if (isinstance(v, (list, tuple)) and len(v) == 2
+                and all(isinstance(x, str) and x.strip() for x in v)):
+            return list(v)
+        raise bad(f"expected a column name or a list of two, got {v!r}",
+                  "write `text: sentence` or `text: [sentence1, sentence2]`")
+    if kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+                v = int(v)
+            else:
+                raise bad(f"expected an integer, got {v!r}", m["doc"])
+    elif kind == "float":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise bad(f"expected a number, got {v!r}",
+                      f"{m['doc']} (YAML reads 1e-3 as a string: write 1.0e-3)")
+        v = float(v)
+        if v != v or v in (float("inf"), float("-inf")):
+            raise bad(f"expected a finite number, got {v!r}", m["doc"])
+    lo, hi = m["low"], m["high"]
+    if lo is not None and (v < lo or (m["low_open"] and v == lo)):
+        op = ">" if m["low_open"] else ">="
+        raise bad(f"{v!r} is out of range", f"use a value {op} {lo}: {m['doc']}")
+    if hi is not None and v > hi:
+        raise bad(f"{v!r} is out of range", f"use a value <= {hi}: {m['doc']}")
+    return v
+
+
+_FILE_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".tsv")
+
+
+def _resolve_source(src: str, base: Path | None) -> str:
+    """Relative data files are resolved against the experiment file's folder."""
+    if src.startswith("builtin:") or not src.lower().endswith(_FILE_SUFFIXES):
+        return src
+    p = Path(os.path.expanduser(src))
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    return str(p)
+
+
+def _check(cfg: ExperimentConfig, file: str | None) -> None:
+    """Cross-field rules that no single field can check."""
+    for sec in ("proxy", "full"):
+        t: TrainingConfig = getattr(cfg, sec)
+        if (t.max_steps is None) == (t.epochs is None):
+            raise ExperimentError(
+                "exactly one of max_steps and epochs must be set",
+                file=file, path=sec, value={"max_steps": t.max_steps, "epochs": t.epochs},
+                fix=f"set one and write the other as null (e.g. {sec}.epochs: null)")
+    d = cfg.data
+    for key in ("validation", "test"):
+        v = getattr(d, key)
+        if v >= 1 and not float(v).is_integer():
+            raise ExperimentError(f"{v!r} is neither a fraction below 1 nor a count",
+                                  file=file, path=f"data.{key}", value=v,
+                                  fix="write a fraction like 0.1 or a count like 500")
+    fracs = [getattr(d, k) for k in ("validation", "test") if getattr(d, k) < 1]
+    if sum(fracs) >= 0.9:
+        raise ExperimentError("validation and test leave too little to train on",
+                              file=file, path="data", value={"validation": d.validation,
+                                                              "test": d.test},
+                              fix="keep validation + test below 0.9 of the data")
+    if d.source.startswith("builtin:") and d.source[8:] not in BUILTIN_DATASETS:
+        raise ExperimentError(f"unknown built-in dataset {d.source!r}", file=file,
+                              path="data.source", value=d.source,
+                              fix="use one of: " + ", ".join(
+                                  "builtin:" + n for n in BUILTIN_DATASETS))
+    if cfg.fake is not None and cfg.evaluator is None:
+        raise ExperimentError("options for a custom evaluator, but no evaluator is set",
+                              file=file, path="fake", value=cfg.fake,
+                              fix="remove `fake`, or set `evaluator: module:factory`")
+    if cfg.evaluator is not None:
+        mod, sep, attr = cfg.evaluator.partition(":")
+        if not (sep and mod and attr):
+            raise ExperimentError("expected 'module:factory'", file=file, path="evaluator",
+                                  value=cfg.evaluator,
+                                  fix="e.g. evaluator: autopeft.testing.fakes:make")
+
+
+# Built-in datasets: name -> (columns they provide).  autopeft.taskdata reads them.
+BUILTIN_DATASETS = {
+    "trec6": {"text": "text", "label": "label"},
+    "sms_spam": {"text": "text", "label": "label"},
+}
+
+
+def load_experiment(path_or_name: str | os.PathLike) -> ExperimentConfig:
+    """Read an experiment file (a path, or the name of a shipped one such as 'default')."""
+    path = _locate(str(path_or_name))
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ExperimentError(f"not valid YAML: {exc}", file=str(path),
+                              fix="fix the YAML syntax at the line shown") from exc
+    except OSError as exc:
+        raise ExperimentError(f"cannot read the file: {exc}", file=str(path),
+                              fix="check the path and its permissions") from exc
+    if data is None:
+        data = {}
+    if isinstance(data, Mapping) and "source" in data:
+        raise ExperimentError("unknown key 'source'", file=str(path), path="source",
+                              value=data["source"], fix="remove it (autopeft sets it)")
+    cfg = ExperimentConfig.from_dict(data, file=str(path))
+    return dataclasses.replace(cfg, source=str(path))
+
+
+def _locate(ref: str) -> Path:
+    p = Path(os.path.expanduser(ref))
+    if p.is_file():
+        return p.resolve()
+    if os.sep in ref or "/" in ref:
+        raise ExperimentError(f"no such experiment file {ref!r}", file=ref, value=ref,
+                              fix="check the path, or give the name of a shipped experiment")
+    try:
+        from autopeft import resources  # written beside this module; optional until then
+    except ImportError:
+        resources = None
+    if resources is not None and hasattr(resources, "resolve"):
+        try:
+            return Path(resources.resolve(ref, "experiments"))
+        except ExperimentError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - resolve's own error, re-worded below
+            raise ExperimentError(str(exc), value=ref,
+                                  fix="give a path to a .yaml file, or a shipped name "
+                                      "such as 'default'") from exc
+    name = ref if ref.endswith((".yaml", ".yml")) else ref + ".yaml"
+    here = Path(__file__).resolve().parent
+    for folder in (here / "data" / "experiments", here.parent / "experiments"):
+        if (folder / name).is_file():
+            return (folder / name).resolve()
+    raise ExperimentError(f"no such experiment {ref!r}", value=ref,
+                          fix="give a path to a .yaml file, or a shipped name such as "
+                              "'default'")

@@ -1,0 +1,93 @@
+"""The reward of a trial and the Pareto front of a study, from stored metrics only.
+
+Pure Python.  The study computes the reward in the driver after each trial, so λ and the
+constraints can change after a search and every stored trial can be re-scored without
+retraining (`score(record.metrics, new_config)`).
+
+    R = metric − λ · (w_params · params_ratio + w_flops · flops_ratio)
+
+A constraint (max_params_ratio, max_latency_ratio, max_flops_ratio) is a hard limit: a
+trial over it is marked infeasible, with the reasons, rather than only penalised, so a
+cheap-but-too-big candidate can never win by a large metric.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+from autopeft.config import ConstraintsConfig, ExperimentConfig, RewardConfig
+from autopeft.records import Metrics, TrialRecord, TrialState
+
+
+class Score(NamedTuple):
+    reward: float
+    feasible: bool
+    reasons: tuple[str, ...]
+
+
+def reward_value(metric: float, params_ratio: float, flops_ratio: float,
+                 weights: RewardConfig) -> float:
+    penalty = weights.w_params * params_ratio + weights.w_flops * flops_ratio
+    return float(metric) - weights.lam * penalty
+
+
+def violations(cost: Mapping[str, Any], limits: ConstraintsConfig) -> tuple[str, ...]:
+    """Why a cost breaks the constraints (empty when it does not).
+
+    A latency limit is checked only when the latency was measured (latency_ratio set):
+    an unmeasured latency is not evidence of a violation.
+    """
+    out = []
+    checks = (("params_ratio", limits.max_params_ratio, "max_params_ratio"),
+              ("flops_ratio", limits.max_flops_ratio, "max_flops_ratio"),
+              ("latency_ratio", limits.max_latency_ratio, "max_latency_ratio"))
+    for key, limit, name in checks:
+        value = cost.get(key)
+        if limit is not None and value is not None and value > limit:
+            out.append(f"{key}={value:.4g} > {name}={limit:g}")
+    return tuple(out)
+
+
+def _settings(experiment: ExperimentConfig | Mapping[str, Any]) -> ExperimentConfig:
+    if isinstance(experiment, ExperimentConfig):
+        return experiment
+    return ExperimentConfig.from_dict(experiment)
+
+
+def score(metrics: Metrics | Mapping[str, Any],
+          experiment: ExperimentConfig | Mapping[str, Any]) -> Score:
+    """(reward, feasible, reasons) of one trial's metrics under an experiment's settings."""
+    cfg = _settings(experiment)
+    m = metrics.to_dict() if isinstance(metrics, Metrics) else dict(metrics)
+    cost = dict(m["cost"])
+    r = reward_value(m["metric"], float(cost.get("params_ratio") or 0.0),
+                     float(cost.get("flops_ratio") or 0.0), cfg.reward)
+    reasons = violations(cost, cfg.constraints)
+    return Score(r, not reasons, reasons)
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """a dominates b over (metric ↑, params_ratio ↓, flops_ratio ↓)."""
+    better_or_equal = a[0] >= b[0] and all(x <= y for x, y in zip(a[1:], b[1:]))
+    strictly = a[0] > b[0] or any(x < y for x, y in zip(a[1:], b[1:]))
+    return better_or_equal and strictly
+
+
+def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the non-dominated points, in input order.
+
+    Each point is (metric, params_ratio, flops_ratio): higher metric and lower ratios are
+    better.  Equal points are all kept.  O(n²), fine for a study's few hundred trials.
+    """
+    return [i for i, p in enumerate(points)
+            if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
+
+
+def pareto_trials(records: Iterable[TrialRecord], *,
+                  feasible_only: bool = False) -> list[TrialRecord]:
+    """The Pareto-optimal finished trials (COMPLETE, with metrics) of a study."""
+    pool = [r for r in records
+            if r.state == TrialState.COMPLETE and r.metrics is not None
+            and (not feasible_only or r.feasible is not False)]
+    pts = [(r.metrics.metric, r.metrics.cost.params_ratio, r.metrics.cost.flops_ratio)
+           for r in pool]
+    return [pool[i] for i in pareto_front(pts)]

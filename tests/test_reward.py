@@ -1,0 +1,82 @@
+"""Reward, constraints and the Pareto front, computed from stored metrics only."""
+import dataclasses
+
+import pytest
+
+from autopeft.config import ExperimentConfig
+from autopeft.records import Cost, Metrics, TrialRecord, TrialState
+from autopeft.reward import dominates, pareto_front, pareto_trials, score
+
+
+def metrics(metric, params_ratio, flops_ratio=0.0, latency=None):
+    cost = Cost(trainable_params=int(params_ratio * 1e6), base_params=1_000_000,
+                params_ratio=params_ratio, base_flops_per_token=1e6,
+                extra_flops_per_token=flops_ratio * 1e6, flops_ratio=flops_ratio,
+                flops_ratio_merged=0.0, latency_ratio=latency)
+    return Metrics(metric=metric, metric_name="accuracy", cost=cost)
+
+
+def exp(**sections):
+    return ExperimentConfig.from_dict(sections)
+
+
+def test_reward_formula():
+    cfg = exp(reward={"lambda": 2.0, "w_params": 1.0, "w_flops": 0.5},
+              constraints={"max_params_ratio": None})
+    r, feasible, reasons = score(metrics(0.9, 0.01, 0.04), cfg)
+    # 0.9 − 2·(1·0.01 + 0.5·0.04) = 0.9 − 0.06
+    assert r == pytest.approx(0.84)
+    assert feasible and reasons == ()
+
+
+def test_lambda_zero_gives_the_metric_and_dicts_work():
+    cfg = exp(reward={"lambda": 0.0}).to_dict()
+    assert score(metrics(0.77, 0.3).to_dict(), cfg).reward == pytest.approx(0.77)
+
+
+def test_constraints_make_a_trial_infeasible_with_reasons():
+    cfg = exp(constraints={"max_params_ratio": 0.05, "max_latency_ratio": 0.15,
+                           "max_flops_ratio": 0.1})
+    s = score(metrics(0.95, 0.08, 0.2, latency=0.3), cfg)
+    assert not s.feasible
+    assert len(s.reasons) == 3
+    assert any("params_ratio=0.08 > max_params_ratio=0.05" in r for r in s.reasons)
+    ok = score(metrics(0.95, 0.01, 0.05, latency=None), cfg)
+    assert ok.feasible  # latency not measured: not a violation
+
+
+def test_rescoring_with_a_new_lambda_needs_no_training():
+    m = metrics(0.9, 0.04)
+    cfg = exp(reward={"lambda": 0.0})
+    cheap = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, lam=5.0))
+    assert score(m, cfg).reward > score(m, cheap).reward
+
+
+def test_dominates():
+    assert dominates((0.9, 0.01, 0.0), (0.8, 0.01, 0.0))
+    assert dominates((0.9, 0.01, 0.0), (0.9, 0.02, 0.0))
+    assert not dominates((0.9, 0.01, 0.0), (0.9, 0.01, 0.0))
+    assert not dominates((0.9, 0.05, 0.0), (0.8, 0.01, 0.0))
+
+
+def test_pareto_front_by_hand():
+    pts = [
+        (0.90, 0.010, 0.00),  # 0 front
+        (0.85, 0.020, 0.00),  # 1 dominated by 0
+        (0.95, 0.050, 0.00),  # 2 front (best metric)
+        (0.80, 0.001, 0.00),  # 3 front (cheapest)
+        (0.90, 0.010, 0.00),  # 4 equal to 0: kept
+        (0.90, 0.010, 0.10),  # 5 dominated by 0 on flops
+    ]
+    assert pareto_front(pts) == [0, 2, 3, 4]
+
+
+def test_pareto_trials_uses_complete_trials_only():
+    def rec(n, m, p, state=TrialState.COMPLETE, feasible=True):
+        return TrialRecord(number=n, state=state, assignment={}, candidate={},
+                           metrics=metrics(m, p), feasible=feasible)
+
+    trials = [rec(0, 0.9, 0.01), rec(1, 0.99, 0.001, state=TrialState.PRUNED),
+              rec(2, 0.8, 0.02), rec(3, 0.95, 0.2, feasible=False)]
+    assert [t.number for t in pareto_trials(trials)] == [0, 3]
+    assert [t.number for t in pareto_trials(trials, feasible_only=True)] == [0]
