@@ -52,6 +52,7 @@ class Cost:
     flops_ratio_merged: float      # extra / base after merging what can merge
     latency_ratio: float | None = None  # (t_candidate - t_base) / t_base, measured
     mergeable: bool = False
+    head_params: int = 0           # the trainable classifier head, not in trainable_params
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
