@@ -1,0 +1,75 @@
+"""Located errors for the DSL: every message names the file, the line, the YAML path,
+the offending value and a fix.
+
+The YAML reader records the line of every key and list item (`lines`: YAML path -> line),
+so errors raised long after parsing (at bind time, say) still point at the right line.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any, Iterable, Mapping
+
+from autopeft.exceptions import SpaceError
+
+_MISSING = object()
+
+
+def show(value: Any) -> str:
+    """A short, YAML-ish rendering of a user value for messages."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        text = json.dumps(value, sort_keys=False, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def type_name(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "a mapping", type(None): "nothing (null)"}
+    return names.get(type(value), type(value).__name__)
+
+
+def did_you_mean(word: Any, options: Iterable[str]) -> str:
+    options = list(options)
+    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}allowed: {', '.join(options)}"
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+class Where:
+    """Where a space comes from: its file name and the line of each YAML path."""
+
+    def __init__(self, source: str, lines: Mapping[str, int] | None = None) -> None:
+        self.source = source
+        self.lines = dict(lines or {})
+
+    def line(self, path: str) -> int | None:
+        """The line of `path`, or of its nearest ancestor that has one."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            if cut <= 0:
+                break
+            path = path[:cut]
+        return self.lines.get(path)
+
+    def error(self, path: str, message: str, value: Any = _MISSING,
+              fix: str | None = None) -> SpaceError:
+        line = self.line(path) if path else None
+        shown_file = f"{self.source}:{line}" if line else self.source
+        err = SpaceError(message, file=shown_file, path=path or None,
+                         value=None if value is _MISSING else value, fix=fix)
+        # keep the attributes plain: file without the line, the line apart
+        err.file = self.source
+        err.line = line  # type: ignore[attr-defined]
+        return err
