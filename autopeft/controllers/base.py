@@ -1,0 +1,223 @@
+"""The Controller interface: a proposer that sees only the space, Proposals and TrialRecords.
+
+Lifecycle (the study loop drives it):
+
+    ctrl = make_controller("tpe", space, seed=7)
+    while ...:
+        p = ctrl.ask()          # Proposal, "wait" (needs results first) or None (done)
+        ...                     # the study creates and runs the trial
+        ctrl.tell(record)       # every finished trial: COMPLETE, PRUNED or FAILED
+
+Resume and state, one rule for every controller:
+
+1. `state_dict()` is JSON-safe and complete; the study saves it after every ask that
+   returned a Proposal and after every tell.
+2. On resume the study builds the controller with the same name, settings and seed and
+   calls `load_state_dict(saved)`, then `catch_up(records)` with the study's finished
+   trials. `catch_up` tells only trials this state has not been told yet (the state keeps
+   the told trial numbers), so it is idempotent: a crash between `finish_trial` and the
+   state save loses nothing and tells nothing twice.
+3. With no saved state (a lost file, a study written by something else) the study calls
+   `rebuild(records)` with all of the study's trials. For stateless controllers
+   (`stateless = True`: random, tpe, the multi-objective ones) this reproduces the state
+   exactly, because they draw proposal k from a stream seeded by (seed, k) and keep
+   nothing but the observations. For stateful ones (lstm, pbt) it is a best effort and
+   logs a warning.
+
+`tell` of a trial the controller never proposed (an interrupted trial re-run from an
+older state) is an ordinary observation, never an error.
+"""
+from __future__ import annotations
+
+import abc
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable, Literal, Mapping, Union
+
+from autopeft.exceptions import AutoPeftError, ConfigError
+from autopeft.records import Proposal, TrialRecord, TrialState
+
+logger = logging.getLogger(__name__)
+
+Ask = Union[Proposal, Literal["wait"], None]
+STATE_VERSION = 1
+
+
+class ControllerStateError(AutoPeftError):
+    """A saved controller state does not fit the controller it is loaded into."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting a controller accepts (in presets and as keyword arguments).
+
+    kind: "int", "float", "bool", "str", "str_list" or "float_list"; `nullable` lets it be
+    None; `low`/`high` bound numbers; `choices` restricts strings.
+    """
+
+    default: Any
+    kind: str
+    doc: str
+    nullable: bool = False
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def check(self, name: str, value: Any) -> Any:
+        """The value, normalised; raises ConfigError(path=name) if it does not fit."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ConfigError(f"setting {name!r} may not be null", path=name,
+                              fix=f"give a {self.kind}, e.g. {self.default!r}")
+        ok = {
+            "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            "bool": lambda v: isinstance(v, bool),
+            "str": lambda v: isinstance(v, str),
+            "str_list": lambda v: isinstance(v, (list, tuple))
+            and all(isinstance(x, str) for x in v),
+            "float_list": lambda v: isinstance(v, (list, tuple)) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
+        }[self.kind](value)
+        if not ok:
+            raise ConfigError(f"setting {name!r} must be a {self.kind}, got {value!r}",
+                              path=name, value=value, fix=f"e.g. {name}: {self.default!r}")
+        if self.kind == "float":
+            value = float(value)
+            if not math.isfinite(value):
+                raise ConfigError(f"setting {name!r} must be finite, got {value!r}",
+                                  path=name, value=value)
+        if self.kind in ("str_list", "float_list"):
+            value = [float(x) if self.kind == "float_list" else x for x in value]
+        for bound, bad in ((self.low, lambda v, b: v < b), (self.high, lambda v, b: v > b)):
+            if bound is not None and self.kind in ("int", "float") and bad(value, bound):
+                raise ConfigError(
+                    f"setting {name!r}={value!r} is out of range [{self.low}, {self.high}]",
+                    path=name, value=value)
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"setting {name!r}={value!r} is not one of {list(self.choices)}",
+                              path=name, value=value)
+        return value
+
+
+_MAX_TRIALS = Setting(None, "int", "stop proposing (ask -> None) after this many proposals",
+                      nullable=True, low=1)
+
+
+def resolve_settings(cls: type["Controller"], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults of `cls.SETTINGS` overridden by `given`; unknown names are ConfigErrors."""
+    unknown = sorted(set(given) - set(cls.SETTINGS))
+    if unknown:
+        raise ConfigError(f"controller {cls.name!r} has no setting(s) {unknown}",
+                          path=unknown[0], value=unknown[0],
+                          fix=f"known settings: {sorted(cls.SETTINGS)}")
+    out = {}
+    for key, spec in cls.SETTINGS.items():
+        out[key] = spec.check(key, given[key]) if key in given else spec.default
+    return out
+
+
+class Controller(abc.ABC):
+    """Base class. Subclasses implement `_ask` and `_tell`, and `_state`/`_load` if they
+    keep anything beyond the bookkeeping done here (ask count, told trials, budget)."""
+
+    name: ClassVar[str] = "controller"
+    stateless: ClassVar[bool] = False
+    SETTINGS: ClassVar[dict[str, Setting]] = {"max_trials": _MAX_TRIALS}
+
+    def __init__(self, space: Any, *, seed: int, **settings: Any) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.space = space
+        self.seed = seed
+        self.settings = resolve_settings(type(self), settings)
+        self.asked = 0                    # proposals handed out so far
+        self.told: set[int] = set()       # trial numbers already told
+        self.preset: Any = None           # the Preset it was made from (make_controller)
+
+    # -- the interface ------------------------------------------------------------
+    def ask(self) -> Ask:
+        limit = self.settings.get("max_trials")
+        if limit is not None and self.asked >= limit:
+            return None
+        out = self._ask()
+        if isinstance(out, Proposal):
+            self.asked += 1
+        return out
+
+    def tell(self, record: TrialRecord) -> None:
+        if not record.state.finished:
+            raise ValueError(f"tell() takes finished trials only; trial {record.number} is "
+                             f"{record.state.value}")
+        if record.number in self.told:
+            logger.debug("%s: trial %d was already told; ignored", self.name, record.number)
+            return
+        self.told.add(record.number)
+        self._tell(record)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"controller": self.name, "version": STATE_VERSION, "seed": self.seed,
+                "asked": self.asked, "told": sorted(self.told), "own": self._state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("controller") != self.name:
+            raise ControllerStateError(
+                f"the saved state belongs to controller {state.get('controller')!r}, not "
+                f"{self.name!r}\n  fix: resume with the controller the study was created with")
+        if state.get("version") != STATE_VERSION or state.get("seed") != self.seed:
+            raise ControllerStateError(
+                f"saved {self.name} state has version {state.get('version')} and seed "
+                f"{state.get('seed')}; this controller has version {STATE_VERSION} and seed "
+                f"{self.seed}\n  fix: resume with the study's own seed")
+        self.asked = int(state["asked"])
+        self.told = {int(n) for n in state["told"]}
+        self._load(state["own"])
+
+    def catch_up(self, records: Iterable[TrialRecord]) -> int:
+        """Tell the finished records this controller has not seen, in trial order."""
+        todo = sorted((r for r in records if r.state.finished and r.number not in self.told),
+                      key=lambda r: r.number)
+        for r in todo:
+            self.tell(r)
+        return len(todo)
+
+    def rebuild(self, records: Iterable[TrialRecord]) -> None:
+        """Recreate the state from the study's trials when no saved state exists."""
+        records = list(records)
+        if not self.stateless:
+            logger.warning("%s keeps state that its trials do not hold; rebuilding it from %d "
+                           "trial(s) is approximate", self.name, len(records))
+        self.asked = max([self.asked] + [r.number + 1 for r in records])
+        self.catch_up(records)
+
+    # -- for subclasses -----------------------------------------------------------
+    @abc.abstractmethod
+    def _ask(self) -> Ask: ...
+
+    @abc.abstractmethod
+    def _tell(self, record: TrialRecord) -> None: ...
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _load(self, own: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+def reward_of(record: TrialRecord) -> float | None:
+    """The scalar a single-objective controller maximises, or None for a failed trial."""
+    if record.state is TrialState.FAILED or record.reward is None:
+        return None
+    r = float(record.reward)
+    return r if math.isfinite(r) else None
+
+
+def objectives_of(record: TrialRecord) -> tuple[float, float, float] | None:
+    """(metric, params_ratio, flops_ratio): metric up, the two costs down; None if failed."""
+    m = record.metrics
+    if record.state is TrialState.FAILED or m is None:
+        return None
+    vals = (float(m.metric), float(m.cost.params_ratio), float(m.cost.flops_ratio))
+    return vals if all(math.isfinite(v) for v in vals) else None
