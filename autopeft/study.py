@@ -69,10 +69,10 @@ class StudyContext:
 def load_context(storage: Any, name: str, *, check_space_file: bool = True) -> StudyContext:
     """Rebuild a stored study's bound space and config; refuse a changed space file."""
     from autopeft.models import model_info
-    from autopeft.space import load_space, parse_space_text
+    from autopeft.space import load_space, parse_space
 
     info = storage.get_study(name)
-    space = parse_space_text(info.space_text, source=info.space_source)
+    space = parse_space(info.space_text, info.space_source or f"<study {name}>")
     if check_space_file and info.space_source and Path(info.space_source).is_file():
         current = load_space(info.space_source)
         if current.fingerprint != info.space_fingerprint:

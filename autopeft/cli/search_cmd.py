@@ -81,11 +81,12 @@ def run_search(args: argparse.Namespace) -> int:
     controller = make_controller(args.controller, bound, seed=seed)
     storage = open_storage(args.storage)
     name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    space_text = Path(space.source).read_text(encoding="utf-8")
     storage.create_study(
-        name=name, space_text=space.text, space_fingerprint=space.fingerprint,
-        space_source=str(Path(space.source).resolve()) if space.source else None,
+        name=name, space_text=space_text, space_fingerprint=space.fingerprint,
+        space_source=str(Path(space.source).resolve()),
         experiment=experiment.to_dict(), controller=args.controller,
-        controller_settings=getattr(controller, "settings", {}), seed=seed,
+        controller_settings=dict(controller.settings), seed=seed,
         n_trials=args.trials, versions=library_versions(),
     )
     storage.set_study_attr(name, "runs_dir", str(Path(args.runs_dir).resolve()))
@@ -113,14 +114,17 @@ def _run(storage, name: str, args: argparse.Namespace, controller) -> int:
     ctx = load_context(storage, name)
     info = storage.get_study(name)
     if controller is None:
-        controller = make_controller(info.controller, ctx.space, seed=ctx.seed)
+        controller = make_controller(info.controller, ctx.space, seed=ctx.seed,
+                                     **dict(info.controller_settings or {}))
+        # The resume rule of autopeft.controllers.base: saved state, then catch up on
+        # trials it has not been told; without a saved state, rebuild from the trials.
         state = storage.load_controller_state(name)
+        records = storage.get_trials(name)
         if state is not None:
             controller.load_state_dict(state)
+            controller.catch_up(records)
         else:
-            for record in storage.get_trials(name):
-                if record.state.finished:
-                    controller.tell(record)
+            controller.rebuild(records)
     executor = make_executor(ctx.experiment, args)
     printer = ProgressPrinter(enabled=not args.quiet)
     runner = StudyRunner(storage, ctx, controller, executor, max_retries=args.max_retries,

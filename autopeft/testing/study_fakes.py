@@ -8,6 +8,7 @@ parameter count from autopeft.cost when available.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import time
@@ -54,13 +55,15 @@ def analytic_cost(candidate: Mapping[str, Any]) -> Cost:
 class AnalyticEvaluator(Evaluator):
     """Reports `checkpoints` intermediate values, then returns the analytic metric.
 
-    Options (experiment["fake"]): sleep (seconds per trial), steps, fail_if (substring of
+    Options (experiment["evaluator_options"], or JSON in $AUTOPEFT_FAKE): sleep (seconds per trial), steps, fail_if (substring of
     the candidate summary that makes the trial fail), crash_marker (a file: while absent,
     the first trial creates it and crashes with a RuntimeError -> retried).
     """
 
     def __init__(self, experiment: Mapping[str, Any]) -> None:
-        self.options = dict(experiment.get("fake", {}) or {})
+        opts = experiment.get("evaluator_options") or json.loads(
+            os.environ.get("AUTOPEFT_FAKE", "{}"))
+        self.options = dict(opts)
         self.calls = 0
 
     def evaluate(self, request: EvalRequest, reporter: Reporter) -> Metrics:

@@ -1,0 +1,174 @@
+"""The study engine end to end through the CLI, with the analytic fake evaluator.
+
+The fake makes these fast; the real proxy evaluator is covered in test_search_real.py.
+Crash safety is tested for real: a driver subprocess killed with SIGKILL, then resumed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autopeft.cli import main
+
+FAKE = "autopeft.testing.study_fakes:analytic"
+
+
+def _experiment(tmp_path: Path, **opts) -> Path:
+    p = tmp_path / "fake.yaml"
+    p.write_text(f"name: fake\nmodel: minilm\nevaluator: {FAKE}\n")
+    return p
+
+
+def _cli(tmp_path, *argv, env_opts=None, monkeypatch=None):
+    if monkeypatch is not None:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("AUTOPEFT_FAKE", json.dumps(env_opts or {}))
+    return main(list(argv))
+
+
+def _trials(db: Path, study: str) -> list[tuple[int, str, float | None]]:
+    from autopeft.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{db}")
+    try:
+        return [(t.number, t.state.value, t.reward) for t in storage.get_trials(study)]
+    finally:
+        storage.close()
+
+
+def test_search_runs_exactly_n_trials_and_show_json(tmp_path, monkeypatch, capsys):
+    exp = _experiment(tmp_path)
+    rc = _cli(tmp_path, "search", "--space", "default.yaml", "--experiment", str(exp),
+              "--trials", "5", "--study", "s", "--quiet", monkeypatch=monkeypatch)
+    assert rc == 0
+    capsys.readouterr()
+    assert main(["show", "s", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(r["number"] for r in rows) == [0, 1, 2, 3, 4]
+    assert all(r["state"] == "complete" and r["reward"] is not None for r in rows)
+    rewards = [r["reward"] for r in rows]
+    assert rewards == sorted(rewards, reverse=True)  # leaderboard order
+    assert {"number", "state", "candidate", "metrics", "reward"} <= set(rows[0])
+    assert main(["ls"]) == 0
+    assert "s " in capsys.readouterr().out
+
+
+def test_search_on_existing_name_fails_and_names_resume(tmp_path, monkeypatch, capsys):
+    exp = _experiment(tmp_path)
+    args = ["search", "--space", "lora_only.yaml", "--experiment", str(exp), "--trials", "1",
+            "--study", "dup", "--quiet"]
+    assert _cli(tmp_path, *args, monkeypatch=monkeypatch) == 0
+    capsys.readouterr()
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc != 0 and "resume" in err and "dup" in err
+    assert len(_trials(tmp_path / "autopeft.db", "dup")) == 1  # nothing more written
+
+
+def test_resume_refuses_a_changed_space_file(tmp_path, monkeypatch, capsys):
+    exp = _experiment(tmp_path)
+    from autopeft.resources import resolve
+
+    space = tmp_path / "mine.yaml"
+    space.write_text(Path(resolve("lora_only.yaml", "search_spaces")).read_text())
+    assert _cli(tmp_path, "search", "--space", str(space), "--experiment", str(exp),
+                "--trials", "2", "--study", "drift", "--quiet", monkeypatch=monkeypatch) == 0
+    space.write_text(space.read_text().replace("space: lora_only", "space: lora_only2"))
+    capsys.readouterr()
+    rc = main(["resume", "drift", "--trials", "3"])
+    err = capsys.readouterr().err
+    assert rc == 7
+    assert "changed" in err and "mine.yaml" in err and "fix:" in err
+    assert len(_trials(tmp_path / "autopeft.db", "drift")) == 2
+
+
+def test_crashed_trial_is_retried_and_failed_trial_is_kept(tmp_path, monkeypatch):
+    exp = _experiment(tmp_path)
+    marker = tmp_path / "crashed-once"
+    assert _cli(tmp_path, "search", "--space", "default.yaml", "--experiment", str(exp),
+                "--trials", "6", "--study", "faults", "--quiet", "--seed", "3",
+                env_opts={"crash_marker": str(marker), "fail_if": "bitfit"},
+                monkeypatch=monkeypatch) == 0
+    assert marker.exists()  # the crash happened, and was retried
+    rows = _trials(tmp_path / "autopeft.db", "faults")
+    assert [r[0] for r in rows] == list(range(6))
+    states = {r[1] for r in rows}
+    assert states <= {"complete", "failed"}
+
+
+def test_bad_inputs_get_distinct_exit_codes_and_write_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["show", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["ls", "--storage", "nosuchdb://x"]) == 4
+    assert "nosuchdb" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: minilm\nproxy: {max_steps: -3}\n")
+    assert main(["search", "--space", "default.yaml", "--experiment", str(bad)]) == 3
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "proxy.max_steps" in err
+    assert main(["search", "--space", "nope.yaml"]) == 1
+    assert "default.yaml" in capsys.readouterr().err  # lists the shipped spaces
+    from autopeft.storage import open_storage
+
+    if (tmp_path / "autopeft.db").exists():
+        assert open_storage(f"sqlite:///{tmp_path / 'autopeft.db'}").list_studies() == []
+
+
+def _driver(tmp_path: Path, *argv: str, opts: dict) -> subprocess.Popen:
+    env = dict(os.environ, AUTOPEFT_FAKE=json.dumps(opts))
+    return subprocess.Popen([sys.executable, "-m", "autopeft", *argv], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for_finished(db: Path, study: str, n: int, proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                done = [r for r in _trials(db, study) if r[1] == "complete"]
+            except Exception:  # noqa: BLE001 - the study may not exist yet
+                done = []
+            if len(done) >= n:
+                return
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.05)
+    raise AssertionError("driver made no progress")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_driver_resumes_to_exactly_n_trials(tmp_path, sig):
+    exp = _experiment(tmp_path)
+    db = tmp_path / "autopeft.db"
+    n = 8
+    proc = _driver(tmp_path, "search", "--space", "default.yaml", "--experiment", str(exp),
+                   "--trials", str(n), "--study", "k", opts={"sleep": 0.6})
+    _wait_for_finished(db, "k", 3, proc)
+    time.sleep(0.25)  # land inside a running trial
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=60)[0].decode()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, out
+        assert "autopeft resume k" in out
+    before = {r[0]: r for r in _trials(db, "k") if r[1] == "complete"}
+    assert 3 <= len(before) < n
+    states = {r[1] for r in _trials(db, "k")}
+    if sig == signal.SIGINT:
+        assert "running" not in states  # Ctrl-C marks live trials interrupted
+    resumed = subprocess.run([sys.executable, "-m", "autopeft", "resume", "k"], cwd=tmp_path,
+                             env=dict(os.environ, AUTOPEFT_FAKE='{"sleep": 0.05}'),
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    after = _trials(db, "k")
+    assert [r[0] for r in after] == list(range(n))  # no gap, no duplicate
+    assert all(r[1] == "complete" for r in after)
+    for number, row in before.items():  # finished trials are untouched
+        assert after[number] == row
