@@ -118,10 +118,6 @@ class EvalRequest:
     checkpoint_dir: str | None = None
     # steps already trained by the checkpoint we start from (PBT continues counting)
     start_step: int = 0
-    # "proxy": the experiment's proxy fidelity, validation metric only (search trials);
-    # "full": the experiment's `full` schedule on the whole train split, and the held-out
-    # test split is scored into Metrics.test_metric (finalize and `autopeft train` only)
-    mode: str = "proxy"
 
 
 @dataclass(frozen=True)

@@ -59,51 +59,17 @@ def _check_out_dir(out: str) -> Path:
     return path
 
 
-def rescored(storage, name: str, lam: float | None, max_params: float | None):
-    """Stored trials re-scored with an optional new lambda / params constraint, best first."""
-    import dataclasses
-
-    from autopeft.config import ExperimentConfig
-    from autopeft.records import TrialState
-    from autopeft.reward import score
-
-    info = storage.get_study(name)
-    cfg = ExperimentConfig.from_dict(info.experiment)
-    if lam is not None:
-        cfg = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, lam=lam))
-    if max_params is not None:
-        cfg = dataclasses.replace(cfg, constraints=dataclasses.replace(
-            cfg.constraints, max_params_ratio=max_params))
-    out = []
-    for t in storage.get_trials(name, states=[TrialState.COMPLETE]):
-        s = score(t.metrics, cfg)
-        out.append((t, s.reward, s.feasible, list(s.reasons)))
-    out.sort(key=lambda r: (not r[2], -r[1], r[0].number))
-    return info, out
-
-
-def _provenance(info, trial, reward) -> dict:
-    from autopeft.version import library_versions
-
-    return {
-        "study": info.name, "trial": trial.number, "seed": info.seed,
-        "space_fingerprint": info.space_fingerprint, "space_source": info.space_source,
-        "model": info.experiment.get("model"), "experiment": dict(info.experiment),
-        "metrics": trial.metrics.to_dict() if trial.metrics else None, "reward": reward,
-        "library_versions": library_versions(),
-    }
-
-
 def run_export(args: argparse.Namespace) -> int:
     from autopeft.candidate import Candidate
     from autopeft.exceptions import ExportError
     from autopeft.export import export_candidate
+    from autopeft.finalize import provenance, rank_trials
     from autopeft.report import pareto_front
     from autopeft.storage import open_storage
 
     out = _check_out_dir(args.out)
     storage = open_storage(args.storage)
-    info, ranked = rescored(storage, args.name, args.lam, args.max_params)
+    info, ranked = rank_trials(storage, args.name, lam=args.lam, max_params=args.max_params)
     feasible = [r for r in ranked if r[2]]
     if not feasible:
         raise ExportError(
@@ -120,7 +86,7 @@ def run_export(args: argparse.Namespace) -> int:
         target = out if single else out / f"rank{rank}-trial{trial.number}"
         export_candidate(Candidate.from_dict(trial.candidate), target,
                          model_ref=info.experiment.get("model"),
-                         provenance=_provenance(info, trial, reward))
+                         provenance=provenance(info, trial, reward))
         print(f"exported trial {trial.number} (reward {reward:.4f}, "
               f"{trial.metrics.metric_name} {trial.metrics.metric:.4f}, params "
               f"{100 * trial.metrics.cost.params_ratio:.3f}%) -> {target}")

@@ -1,0 +1,180 @@
+"""After the search: re-rank stored trials, re-train the best on the full task, train exports.
+
+`finalize_study` is the AutoPEFT workflow's last step: the top-k candidates by proxy reward
+are re-trained with the experiment's `full` schedule (whole train split, longer), then
+scored on the held-out test split, which no controller has ever seen. The winner is the
+best full-training *validation* reward among those that meet the efficiency constraints;
+its test score is reported, never used to choose (choosing on test would leak it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from autopeft.exceptions import ExportError
+from autopeft.records import EvalRequest, TrialRecord, TrialState
+
+logger = logging.getLogger(__name__)
+
+
+def rank_trials(storage: Any, name: str, *, lam: float | None = None,
+                max_params: float | None = None) -> tuple[Any, list[tuple]]:
+    """Completed trials re-scored (optionally with a new λ / params limit), best first.
+
+    Returns (study info, [(trial, reward, feasible, reasons), ...]). Nothing is retrained:
+    the reward is recomputed from the stored metrics.
+    """
+    from autopeft.config import ExperimentConfig
+    from autopeft.reward import score
+
+    info = storage.get_study(name)
+    cfg = ExperimentConfig.from_dict(info.experiment)
+    if lam is not None:
+        cfg = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, lam=lam))
+    if max_params is not None:
+        cfg = dataclasses.replace(cfg, constraints=dataclasses.replace(
+            cfg.constraints, max_params_ratio=max_params))
+    out = []
+    for t in storage.get_trials(name, states=[TrialState.COMPLETE]):
+        s = score(t.metrics, cfg)
+        out.append((t, s.reward, s.feasible, list(s.reasons)))
+    out.sort(key=lambda r: (not r[2], -r[1], r[0].number))
+    return info, out
+
+
+def provenance(info: Any, trial: TrialRecord | None, reward: float | None,
+               metrics: Any = None) -> dict[str, Any]:
+    from autopeft.version import library_versions
+
+    m = metrics if metrics is not None else (trial.metrics if trial else None)
+    return {
+        "study": info.name if info else None,
+        "trial": trial.number if trial else None,
+        "seed": info.seed if info else None,
+        "space_fingerprint": info.space_fingerprint if info else None,
+        "space_source": info.space_source if info else None,
+        "model": (info.experiment.get("model") if info else None),
+        "experiment": dict(info.experiment) if info else None,
+        "metrics": m.to_dict() if m is not None else None,
+        "reward": reward,
+        "library_versions": library_versions(),
+    }
+
+
+def _train_full(evaluator: Any, candidate: dict, experiment: dict, *, name: str,
+                number: int, seed: int, checkpoint_dir: Path):
+    from autopeft.evaluation.base import NullReporter
+
+    request = EvalRequest(study=name, trial_number=number, candidate=candidate,
+                          experiment=experiment, seed=seed,
+                          checkpoint_dir=str(checkpoint_dir))
+    return evaluator.evaluate(request, NullReporter())
+
+
+def _export_trained(evaluator: Any, candidate_dict: dict, checkpoint: str, out: Path, *,
+                    model_ref: str, prov: dict, seed: int) -> None:
+    """Rebuild the candidate on the worker's in-memory base, load the trained weights,
+    and export configs plus weights."""
+    from autopeft import methods
+    from autopeft.candidate import Candidate
+    from autopeft.export import export_candidate
+
+    candidate = Candidate.from_dict(candidate_dict)
+    base = evaluator.setup().base
+    built = methods.build(base, candidate, seed=seed)
+    built.load_adapter_weights(checkpoint)
+    export_candidate(candidate, out, model_ref=model_ref, provenance=prov, built=built)
+
+
+def finalize_study(storage: Any, name: str, *, top_k: int = 3, out_dir: str | None = None,
+                   log: Callable[[str], None] = logger.info) -> dict[str, Any]:
+    from autopeft.config import ExperimentConfig
+    from autopeft.evaluation.proxy import ProxyEvaluator
+    from autopeft.reward import score
+    from autopeft.study import DEFAULT_RUNS_DIR, trial_seed
+
+    info, ranked = rank_trials(storage, name)
+    chosen = [r for r in ranked if r[2]][: max(1, top_k)]
+    if not chosen:
+        raise ExportError(
+            f"study {name!r} has no completed trial that meets the constraints "
+            f"({len(ranked)} completed).\n  fix: run more trials with `autopeft resume "
+            f"{name} --trials N`, or relax the experiment's constraints")
+    final_cfg = ExperimentConfig.from_dict(info.experiment).for_final()
+    experiment = final_cfg.to_dict()
+    runs = Path(storage.get_study_attrs(name).get("runs_dir", DEFAULT_RUNS_DIR)) / name / "final"
+    evaluator = ProxyEvaluator(experiment)
+    rows = []
+    for trial, proxy_reward, _, _ in chosen:
+        log(f"finalize: training trial {trial.number} on the full task "
+            f"({_summary(trial)})")
+        seed = trial_seed(info.seed, trial.number)
+        m = _train_full(evaluator, dict(trial.candidate), experiment, name=name,
+                        number=trial.number, seed=seed,
+                        checkpoint_dir=runs / f"trial_{trial.number:05d}")
+        s = score(m, final_cfg)
+        rows.append({"trial": trial.number, "proxy_reward": proxy_reward,
+                     "val_metric": m.metric, "test_metric": m.test_metric,
+                     "reward": s.reward, "feasible": s.feasible, "reasons": list(s.reasons),
+                     "params_ratio": m.cost.params_ratio,
+                     "latency_ratio": m.cost.latency_ratio, "checkpoint": m.checkpoint,
+                     "metrics": m.to_dict(), "seed": seed})
+    feasible = [r for r in rows if r["feasible"]] or rows
+    winner = max(feasible, key=lambda r: (r["reward"], -r["trial"]))
+    export_dir = Path(out_dir) if out_dir else runs / "export"
+    if export_dir.exists() and any(export_dir.iterdir()):
+        raise ExportError(f"the output directory {export_dir} exists and is not empty; "
+                          f"nothing was exported.\n  fix: pass --out with a new directory")
+    trial = storage.get_trial(name, winner["trial"])
+    from autopeft.records import Metrics
+
+    prov = provenance(info, trial, winner["reward"], Metrics.from_dict(winner["metrics"]))
+    prov["finalize"] = {k: v for k, v in winner.items() if k != "metrics"}
+    _export_trained(evaluator, dict(trial.candidate), winner["checkpoint"], export_dir,
+                    model_ref=final_cfg.model, prov=prov, seed=winner["seed"])
+    result = {"candidates": rows, "winner": winner["trial"], "export_dir": str(export_dir)}
+    storage.set_study_attr(name, "finalize", result)
+    return result
+
+
+def _summary(trial: TrialRecord) -> str:
+    from autopeft.candidate import Candidate
+
+    return Candidate.from_dict(trial.candidate).summary()
+
+
+def train_exported(config: str, out: str, *, experiment_path: str | None = None,
+                   seed: int | None = None,
+                   log: Callable[[str], None] = logger.info) -> dict[str, Any]:
+    """Fully train an exported candidate (a directory or its autopeft_candidate.yaml)."""
+    import tempfile
+
+    from autopeft.config import ExperimentConfig, load_experiment
+    from autopeft.evaluation.proxy import ProxyEvaluator
+    from autopeft.export import load_exported
+
+    path = Path(config)
+    if path.is_file():
+        path = path.parent
+    candidate, prov = load_exported(path)
+    if experiment_path:
+        cfg = load_experiment(experiment_path)
+    elif prov.get("experiment"):
+        cfg = ExperimentConfig.from_dict(prov["experiment"])
+    else:
+        cfg = load_experiment("default.yaml")
+    cfg = cfg.for_final()
+    seed = cfg.seed if seed is None else seed
+    evaluator = ProxyEvaluator(cfg.to_dict())
+    log(f"train: {candidate.summary()} on {cfg.model} ({cfg.data.source}), full schedule")
+    with tempfile.TemporaryDirectory(prefix="autopeft-train-") as tmp:
+        m = _train_full(evaluator, candidate.to_dict(), cfg.to_dict(), name="train",
+                        number=0, seed=seed, checkpoint_dir=Path(tmp) / "ckpt")
+        new_prov = dict(prov)
+        new_prov.update({"trained_from": str(path), "metrics": m.to_dict(), "seed": seed,
+                         "experiment": cfg.to_dict()})
+        _export_trained(evaluator, candidate.to_dict(), m.checkpoint, Path(out),
+                        model_ref=cfg.model, prov=new_prov, seed=seed)
+    return {"val_metric": m.metric, "test_metric": m.test_metric, "metrics": m.to_dict()}
