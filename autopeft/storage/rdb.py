@@ -23,11 +23,22 @@ from autopeft.storage.models import (
     TrialRow,
 )
 from autopeft.storage.snapshots import STUDY_STATUSES, ArtifactRecord, StudyInfo, StudySpec, now
+from autopeft.storage.values import (
+    MAX_NAME_LENGTH,
+    check_name,
+    finite_or_none,
+    plain_json,
+    spec_values,
+    study_info,
+    to_int,
+    to_n_trials,
+    to_state,
+    trial_record,
+)
 from autopeft.version import __version__
 
 logger = logging.getLogger(__name__)
 
-MAX_NAME_LENGTH = 255
 _UNFINISHED = tuple(s.value for s in TrialState if not s.finished)
 _FINISHED = tuple(s.value for s in TrialState if s.finished)
 
@@ -53,9 +64,10 @@ class Storage:
       rolls it back and surfaces as one StorageError naming the operation and database.
     - Returned objects (TrialRecord, StudyInfo, ArtifactRecord, dicts) are snapshots:
       changing them changes nothing stored, and later writes do not change them.
-    - Values are stored as plain JSON: tuples come back as lists, and non-finite floats
-      (NaN, inf) are stored as None, the same on SQLite (which cannot keep NaN) and
-      PostgreSQL (whose json type rejects it).
+    - Values are stored as plain JSON: tuples come back as lists. Non-finite floats (NaN,
+      inf) are stored as null, the same on SQLite (which cannot keep NaN) and PostgreSQL
+      (whose json type rejects it): an optional number (reward, train_loss) reads back as
+      None, a required one (Metrics.metric, intermediate values) as NaN.
     - Times are epoch seconds from time.time().
     """
 
@@ -114,8 +126,8 @@ class Storage:
     def create_study(self, spec: StudySpec | Any = None, /, **fields: Any) -> int:
         """Store a new study; returns its id. Takes a StudySpec (or any object with its
         attributes), or its fields as keyword arguments."""
-        values = _spec_values(spec, fields)
-        name = _check_name(values["name"])
+        values = spec_values(spec, fields)
+        name = check_name(values["name"])
         created = float(values["created_at"]) if values["created_at"] is not None else now()
         versions = {str(k): str(v) for k, v in dict(values["versions"] or {}).items()}
         row = StudyRow(
@@ -124,12 +136,12 @@ class Storage:
             space_text=str(values["space_text"]),
             space_fingerprint=str(values["space_fingerprint"]),
             space_source=None if values["space_source"] is None else str(values["space_source"]),
-            experiment=_plain(values["experiment"], "the experiment"),
+            experiment=plain_json(values["experiment"], "the experiment"),
             controller=str(values["controller"]),
-            controller_settings=_plain(values["controller_settings"] or {},
+            controller_settings=plain_json(values["controller_settings"] or {},
                                        "the controller settings"),
-            seed=_int(values["seed"], "seed"),
-            n_trials=None if values["n_trials"] is None else _n_trials(values["n_trials"]),
+            seed=to_int(values["seed"], "seed"),
+            n_trials=None if values["n_trials"] is None else to_n_trials(values["n_trials"]),
             autopeft_version=versions.get("autopeft", __version__),
             versions=versions,
             created_at=created,
@@ -156,7 +168,7 @@ class Storage:
         with self._scope(f"read study {name!r}", write=False) as session:
             row = self._study(session, name)
             counts, best = self._summaries(session, [row.id])
-            return _study_info(row, counts[row.id], best.get(row.id))
+            return study_info(row, counts[row.id], best.get(row.id))
 
     def list_studies(self) -> list[StudyInfo]:
         """Every study, oldest first, with its trial counts and best reward."""
@@ -164,7 +176,7 @@ class Storage:
             rows = session.scalars(sa.select(StudyRow).order_by(StudyRow.created_at,
                                                                  StudyRow.id)).all()
             counts, best = self._summaries(session, [r.id for r in rows])
-            return [_study_info(r, counts[r.id], best.get(r.id)) for r in rows]
+            return [study_info(r, counts[r.id], best.get(r.id)) for r in rows]
 
     def set_study_status(self, name: str, status: str) -> None:
         if status not in STUDY_STATUSES:
@@ -177,7 +189,7 @@ class Storage:
 
     def set_study_n_trials(self, name: str, n_trials: int) -> None:
         """Change the trial budget (resume --trials N)."""
-        n = _n_trials(n_trials)
+        n = to_n_trials(n_trials)
         with self._scope(f"set the trial budget of study {name!r}", write=True) as session:
             row = self._study(session, name)
             row.n_trials = n
@@ -204,7 +216,7 @@ class Storage:
         if not isinstance(key, str) or not key or len(key) > MAX_NAME_LENGTH:
             raise StorageError(f"a study attribute key must be a non-empty string of at most "
                                f"{MAX_NAME_LENGTH} characters, got {key!r}")
-        plain = _plain(value, f"study attribute {key!r}")
+        plain = plain_json(value, f"study attribute {key!r}")
         with self._scope(f"set attribute {key!r} of study {name!r}", write=True) as session:
             study_id = self._study(session, name).id
             row = session.get(StudyAttrRow, (study_id, key))
@@ -224,7 +236,7 @@ class Storage:
     # -- controller state -----------------------------------------------------------------
     def save_controller_state(self, name: str, state: Mapping[str, Any]) -> None:
         """Replace the study's controller state (Controller.state_dict(), JSON-safe)."""
-        plain = _plain(dict(state), "the controller state")
+        plain = plain_json(dict(state), "the controller state")
         with self._scope(f"save the controller state of study {name!r}", write=True) as s:
             study_id = self._study(s, name).id
             row = s.get(ControllerStateRow, study_id)
@@ -248,11 +260,11 @@ class Storage:
         """A new PENDING trial with the study's next number."""
         row = TrialRow(
             state=TrialState.PENDING.value,
-            assignment=_plain(dict(assignment), "the trial's assignment"),
-            candidate=_plain(dict(candidate), "the trial's candidate"),
-            warm_start_from=None if warm_start_from is None else _int(warm_start_from,
+            assignment=plain_json(dict(assignment), "the trial's assignment"),
+            candidate=plain_json(dict(candidate), "the trial's candidate"),
+            warm_start_from=None if warm_start_from is None else to_int(warm_start_from,
                                                                       "warm_start_from"),
-            meta=_plain(dict(meta or {}), "the trial's meta"),
+            meta=plain_json(dict(meta or {}), "the trial's meta"),
             attempts=0,
             created_at=now(),
         )
@@ -266,28 +278,28 @@ class Storage:
             row.number = 0 if last is None else last + 1
             session.add(row)
             session.flush()
-            return _trial_record(row)
+            return trial_record(row)
 
     def get_trial(self, name: str, number: int) -> TrialRecord:
         with self._scope(f"read trial {number} of study {name!r}", write=False) as session:
             study_id = self._study(session, name).id
-            return _trial_record(self._trial(session, study_id, name, number))
+            return trial_record(self._trial(session, study_id, name, number))
 
     def get_trials(self, name: str,
                    states: Iterable[TrialState | str] | None = None) -> list[TrialRecord]:
         """The study's trials ordered by number, optionally only those in `states`."""
-        wanted = None if states is None else sorted({_state(s).value for s in states})
+        wanted = None if states is None else sorted({to_state(s).value for s in states})
         with self._scope(f"read the trials of study {name!r}", write=False) as session:
             study_id = self._study(session, name).id
             query = sa.select(TrialRow).where(TrialRow.study_id == study_id)
             if wanted is not None:
                 query = query.where(TrialRow.state.in_(wanted))
-            return [_trial_record(r) for r in session.scalars(query.order_by(TrialRow.number))]
+            return [trial_record(r) for r in session.scalars(query.order_by(TrialRow.number))]
 
     def set_trial_running(self, name: str, number: int, worker: str | None,
                           attempt: int = 0) -> TrialRecord:
         """Hand a trial to a worker; `attempt` is 0 for the first try (EvalRequest.attempt)."""
-        attempt = _int(attempt, "attempt")
+        attempt = to_int(attempt, "attempt")
         if attempt < 0:
             raise StorageError(f"attempt must be >= 0, got {attempt}")
         with self._scope(f"start trial {number} of study {name!r}", write=True) as session:
@@ -296,12 +308,12 @@ class Storage:
             row.worker = None if worker is None else str(worker)[:MAX_NAME_LENGTH]
             row.attempts = max(row.attempts, attempt + 1)
             row.started_at = now()
-            return _trial_record(row)
+            return trial_record(row)
 
     def add_intermediate(self, name: str, number: int, step: int, value: float) -> None:
         """Record a report made during training; the same step again overwrites it."""
-        step = _int(step, "step")
-        stored = _float(value)
+        step = to_int(step, "step")
+        stored = finite_or_none(value)
         with self._scope(f"report step {step} of trial {number} in study {name!r}",
                          write=True) as session:
             trial = self._live_trial(session, name, number, "report to")
@@ -312,17 +324,17 @@ class Storage:
             else:
                 row.value = stored
 
-    def get_intermediates(self, name: str, number: int) -> list[tuple[int, float | None]]:
-        """(step, value) reports of one trial, by step."""
+    def get_intermediates(self, name: str, number: int) -> list[tuple[int, float]]:
+        """(step, value) reports of one trial, by step (a NaN/inf report reads as NaN)."""
         with self._scope(f"read the reports of trial {number} in study {name!r}",
                          write=False) as session:
             trial = self._trial(session, self._study(session, name).id, name, number)
             rows = session.execute(sa.select(IntermediateRow.step, IntermediateRow.value)
                                    .where(IntermediateRow.trial_id == trial.id)
                                    .order_by(IntermediateRow.step)).all()
-            return [(s, v) for s, v in rows]
+            return [(s, math.nan if v is None else v) for s, v in rows]
 
-    def get_all_intermediates(self, name: str) -> dict[int, list[tuple[int, float | None]]]:
+    def get_all_intermediates(self, name: str) -> dict[int, list[tuple[int, float]]]:
         """trial number -> its (step, value) reports by step, for every trial that has any."""
         with self._scope(f"read the reports of study {name!r}", write=False) as session:
             study_id = self._study(session, name).id
@@ -331,39 +343,39 @@ class Storage:
                 .join(TrialRow, TrialRow.id == IntermediateRow.trial_id)
                 .where(TrialRow.study_id == study_id)
                 .order_by(TrialRow.number, IntermediateRow.step)).all()
-        out: dict[int, list[tuple[int, float | None]]] = defaultdict(list)
+        out: dict[int, list[tuple[int, float]]] = defaultdict(list)
         for number, step, value in rows:
-            out[number].append((step, value))
+            out[number].append((step, math.nan if value is None else value))
         return dict(out)
 
     def finish_trial(self, name: str, number: int, state: TrialState | str,
                      metrics: Metrics | None = None, reward: float | None = None,
                      feasible: bool | None = None, error: str | None = None) -> TrialRecord:
         """Finish a trial, once: COMPLETE and PRUNED need metrics; FAILED may have none."""
-        final = _state(state)
+        final = to_state(state)
         if not final.finished:
             raise StorageError(f"finish_trial needs a finished state "
                                f"({', '.join(_FINISHED)}), got {final.value!r}")
         if metrics is None and final is not TrialState.FAILED:
             raise StorageError(f"trial {number} of study {name!r} cannot be {final.value} "
                                f"without metrics")
-        metrics_plain = None if metrics is None else _plain(metrics.to_dict(), "the metrics")
+        metrics_plain = None if metrics is None else plain_json(metrics.to_dict(), "the metrics")
         with self._scope(f"finish trial {number} of study {name!r}", write=True) as session:
             row = self._live_trial(session, name, number, "finish")
             row.state = final.value
             row.metrics = metrics_plain
             row.metric = None if metrics_plain is None else metrics_plain.get("metric")
             row.cost = None if metrics_plain is None else metrics_plain.get("cost")
-            row.reward = _float(reward)
+            row.reward = finite_or_none(reward)
             row.feasible = None if feasible is None else bool(feasible)
             row.error = None if error is None else str(error)
             row.finished_at = now()
-            return _trial_record(row)
+            return trial_record(row)
 
     def mark_interrupted(self, name: str, numbers: Iterable[int]) -> list[int]:
         """Mark unfinished trials INTERRUPTED (the driver is stopping); finished ones are
         left alone. Returns the numbers marked. An unknown number changes nothing."""
-        wanted = sorted({_int(n, "trial number") for n in numbers})
+        wanted = sorted({to_int(n, "trial number") for n in numbers})
         with self._scope(f"mark trials of study {name!r} interrupted", write=True) as session:
             study_id = self._study(session, name).id
             rows = {r.number: r for r in session.scalars(
@@ -488,122 +500,3 @@ class Storage:
             if value is not None:
                 best[study_id] = value
         return counts, best
-
-
-# -- conversions -------------------------------------------------------------------------
-def _trial_record(row: TrialRow) -> TrialRecord:
-    return TrialRecord(
-        number=row.number,
-        state=TrialState(row.state),
-        assignment=row.assignment,
-        candidate=row.candidate,
-        metrics=None if row.metrics is None else Metrics.from_dict(row.metrics),
-        reward=row.reward,
-        feasible=row.feasible,
-        error=row.error,
-        warm_start_from=row.warm_start_from,
-        meta=row.meta,
-        attempts=row.attempts,
-        worker=row.worker,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
-
-
-def _study_info(row: StudyRow, counts: dict[str, int], best: float | None) -> StudyInfo:
-    return StudyInfo(
-        study_id=row.id, name=row.name, status=row.status, space_text=row.space_text,
-        space_fingerprint=row.space_fingerprint, space_source=row.space_source,
-        experiment=row.experiment, controller=row.controller,
-        controller_settings=row.controller_settings, seed=row.seed, n_trials=row.n_trials,
-        autopeft_version=row.autopeft_version, versions=row.versions,
-        created_at=row.created_at, updated_at=row.updated_at, counts=counts,
-        best_reward=best)
-
-
-def _spec_values(spec: Any, fields: dict[str, Any]) -> dict[str, Any]:
-    names = StudySpec.field_names()
-    if spec is not None and fields:
-        raise TypeError("create_study takes a StudySpec or keyword fields, not both")
-    if spec is not None:
-        source = spec if isinstance(spec, Mapping) else {n: getattr(spec, n) for n in names
-                                                         if hasattr(spec, n)}
-        fields = dict(source)
-    unknown = sorted(set(fields) - set(names))
-    if unknown:
-        raise TypeError(f"create_study got unknown field(s) {unknown}; known: {list(names)}")
-    defaults = {"space_source": None, "controller_settings": {}, "n_trials": None,
-                "versions": {}, "created_at": None}
-    missing = [n for n in names if n not in fields and n not in defaults]
-    if missing:
-        raise TypeError(f"create_study is missing {missing}")
-    return {**defaults, **fields}
-
-
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip() or name != name.strip():
-        raise StorageError(f"a study name must be a non-empty string without surrounding "
-                           f"spaces, got {name!r}")
-    if len(name) > MAX_NAME_LENGTH:
-        raise StorageError(f"study name {name[:40]!r}... is {len(name)} characters long; "
-                           f"the limit is {MAX_NAME_LENGTH}")
-    return name
-
-
-def _state(value: TrialState | str) -> TrialState:
-    try:
-        return TrialState(value)
-    except ValueError:
-        raise StorageError(f"unknown trial state {value!r}; known: "
-                           f"{', '.join(s.value for s in TrialState)}") from None
-
-
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        item = getattr(value, "item", None)  # numpy integers
-        value = item() if callable(item) else value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise StorageError(f"{what} must be an integer, got {value!r}")
-    return value
-
-
-def _n_trials(value: Any) -> int:
-    n = _int(value, "n_trials")
-    if n < 1:
-        raise StorageError(f"n_trials must be at least 1, got {n}")
-    return n
-
-
-def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _plain(value: Any, what: str, path: str = "") -> Any:
-    """A copy of value as plain JSON (dict/list/str/int/float/bool/None); non-finite floats
-    become None, tuples lists, numpy scalars Python ones. StorageError names what and
-    where if something cannot be stored."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise StorageError(f"cannot store {what}: key {k!r} at {path or 'top level'} "
-                                   f"is not a string (JSON keys must be)")
-            out[k] = _plain(v, what, f"{path}.{k}" if path else k)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, what, f"{path}[{i}]") for i, v in enumerate(value)]
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item) and not isinstance(value, type):
-        try:
-            return _plain(item(), what, path)
-        except (TypeError, ValueError):
-            pass
-    raise StorageError(f"cannot store {what}: the value at {path or 'top level'} is a "
-                       f"{type(value).__name__} ({value!r:.80}), which is not plain JSON")
