@@ -32,11 +32,11 @@ def type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def did_you_mean(word: Any, options: Iterable[str]) -> str:
+def did_you_mean(word: Any, options: Iterable[str], listing: bool = True) -> str:
     options = list(options)
     close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"{hint}allowed: {', '.join(options)}"
+    return f"{hint}allowed: {', '.join(options)}" if listing else hint
 
 
 def join(path: str, key: str | int) -> str:
@@ -65,6 +65,8 @@ class Where:
 
     def error(self, path: str, message: str, value: Any = _MISSING,
               fix: str | None = None) -> SpaceError:
+        if value is not _MISSING and value is not None and show(value) not in message:
+            message = f"{message} (got {show(value)})"  # every message names the bad value
         line = self.line(path) if path else None
         shown_file = f"{self.source}:{line}" if line else self.source
         err = SpaceError(message, file=shown_file, path=path or None,

@@ -36,7 +36,7 @@ class LayerForm:
     kind: str                       # all | first | last | indices | mask | groups
     n: int | float | None = None    # first/last N (or fraction), groups G
     indices: tuple[int, ...] = ()
-    path: str = ""
+    path: str = ""                   # YAML path of the value that says N, G or the list
 
     def value(self) -> Any:
         """The JSON-safe spelling: also the option value in a `<prefix>.layers` decision."""
@@ -114,7 +114,7 @@ def parse_form(raw: Any, path: str, where: Where) -> LayerForm:
         if raw in FORM_WORDS:
             return LayerForm(raw, path=path)
         raise where.error(path, f"unknown layer form {show(raw)}", raw,
-                          fix=did_you_mean(raw, FORM_WORDS + ("shared",)) + "; forms: " + HELP)
+                          fix=did_you_mean(raw, FORM_WORDS + ("shared",), listing=False) + "forms: " + HELP)
     if isinstance(raw, list):
         return _indices(raw, path, where)
     if isinstance(raw, dict):
@@ -138,14 +138,14 @@ def parse_form(raw: Any, path: str, where: Where) -> LayerForm:
                                   "in (0, 1]", val,
                                   fix=f"write a whole number >= 1 or a fraction such as "
                                       f"{{{key}: 0.5}}")
-            return LayerForm(key, n=val, path=path)
+            return LayerForm(key, n=val, path=at)
         if key == "groups":
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise where.error(at, f"groups must be an integer >= 1, got {show(val)}", val,
                                   fix="write {groups: 3} (3 contiguous groups, each on/off)")
-            return LayerForm("groups", n=val, path=path)
+            return LayerForm("groups", n=val, path=at)
         raise where.error(at, f"unknown layer form key {show(key)}", raw,
-                          fix=did_you_mean(key, FORM_KEYS + ("choices",)) + "; forms: " + HELP)
+                          fix=did_you_mean(key, FORM_KEYS + ("choices",), listing=False) + "forms: " + HELP)
     raise where.error(path, f"a layer spec cannot be {show(raw)} ({type_name(raw)})", raw,
                       fix="forms: " + HELP)
 
@@ -202,7 +202,7 @@ def bind_form(form: LayerForm, num_layers: int, where: Where) -> BoundForm:
         return BoundForm(form, tuple(range(L)))
     if form.kind == "mask":
         return BoundForm(form, units=tuple((i,) for i in range(L)))
-    at = join(form.path, form.kind)
+    at = form.path
     if form.kind in ("first", "last"):
         n = _count(form.n, L)
         if n > L:
@@ -257,9 +257,8 @@ class BoundLayers:
                 p, pv = f"{self.prefix}.layers", (b.form.value(),)
             else:
                 p, pv = parent, parent_values
-            path = join(b.form.path, b.form.kind) if b.form.kind == "groups" else b.form.path
             out.extend(Decision(n, "bool", choices=(False, True), parent=p, parent_values=pv,
-                                path=path) for n in b.decision_names(self.prefix))
+                                path=b.form.path) for n in b.decision_names(self.prefix))
         return out
 
     def pick(self, assignment: Mapping[str, Any]) -> tuple[int, ...]:

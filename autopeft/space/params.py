@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from autopeft.moduletypes import TARGETS, ParamSpec
+from autopeft.moduletypes import LORA_DATA_FREE_INITS, TARGETS, ParamSpec
 from autopeft.space.errors import Where, did_you_mean, join, show, type_name
 
 DEFAULT_LEVELS = 8
@@ -288,7 +288,7 @@ def parse_param(spec: ParamSpec, raw: Any, path: str, where: Where, *,
         unknown = sorted(k for k in keys if k not in RANGE_KEYS)
         if unknown:
             raise where.error(join(path, str(unknown[0])), f"unknown key {unknown[0]!r} in "
-                              f"{what}", raw[unknown[0]],
+                              f"{what}", unknown[0],
                               fix=did_you_mean(unknown[0], ("value", "choices") + RANGE_KEYS))
         return _range(spec, raw, path, where, zero_means_off, what)
     if isinstance(raw, list):
@@ -307,7 +307,7 @@ def parse_param(spec: ParamSpec, raw: Any, path: str, where: Where, *,
 def _choices(spec: ParamSpec, raw: list, path: str, where: Where, check: Any,
              what: str) -> ParamDef:
     if not raw:
-        raise where.error(path, f"{what} has an empty list of choices", raw,
+        raise where.error(path, f"{what} has an empty list of choices: []", raw,
                           fix="list at least one value (one value = fixed)")
     values, seen = [], {}
     for i, item in enumerate(raw):
@@ -365,7 +365,8 @@ def _range(spec: ParamSpec, raw: dict, path: str, where: Where, zero_means_off: 
             raise where.error(join(path, "step"), f"{what} is an integer parameter but step "
                               f"is {show(step)}", step, fix="write a whole-number step")
         if log:
-            raise where.error(join(path, "step"), "step cannot be combined with log: true",
+            raise where.error(join(path, "step"), f"step {show(step)} cannot be combined "
+                              "with log: true",
                               step, fix="drop step (a log range is sampled continuously)")
         if step > high - low:
             raise where.error(join(path, "step"), f"step {show(step)} is larger than the "
@@ -429,7 +430,9 @@ def check_value(spec: ParamSpec, v: Any, path: str, where: Where, *,
         return float(v) if spec.kind == "float" else int(v)
     if spec.kind == "choice":
         if not isinstance(v, str) or v not in spec.allowed:
-            raise where.error(path, f"{what} {show(v)} is not allowed here", v,
+            why = " (peft's data-free inits apply to lora only)" \
+                if v in LORA_DATA_FREE_INITS else ""
+            raise where.error(path, f"{what} {show(v)} is not allowed here{why}", v,
                               fix=did_you_mean(v, map(str, spec.allowed)))
         return v
     if spec.kind == "bool":
