@@ -18,11 +18,13 @@ Resume and state, one rule for every controller:
    the told trial numbers), so it is idempotent: a crash between `finish_trial` and the
    state save loses nothing and tells nothing twice.
 3. With no saved state (a lost file, a study written by something else) the study calls
-   `rebuild(records)` with all of the study's trials. For stateless controllers
-   (`stateless = True`: random, tpe, the multi-objective ones) this reproduces the state
-   exactly, because they draw proposal k from a stream seeded by (seed, k) and keep
-   nothing but the observations. For stateful ones (lstm, pbt) it is a best effort and
-   logs a warning.
+   `rebuild(records)` with all of the study's trials (finished and live; trial numbers
+   are taken to count the asks, as the study numbers trials 0, 1, 2... in ask order).
+   For stateless controllers (`stateless = True`: random, tpe, motpe) this reproduces
+   the state exactly, because they draw proposal k from a stream seeded by (seed, k) and
+   keep nothing but the observations. pbt overrides `rebuild` and is exact too (its
+   rounds depend only on (seed, round) and the trials' meta). For lstm and nsga2 it is a
+   best effort and logs a warning.
 
 `tell` of a trial the controller never proposed (an interrupted trial re-run from an
 older state) is an ordinary observation, never an error.

@@ -1,7 +1,7 @@
 """Pareto search over (metric up, params_ratio down, flops_ratio down).
 
 Two Optuna samplers behind the same ask-and-tell controller as tpe (see tpe.py for the
-state and resume rules): "motpe" is multi-objective TPE (Ozaki et al. 2020), "nsga2" is
+state and resume rules; nsga2 alone is not stateless, see NSGA2Controller): "motpe" is multi-objective TPE (Ozaki et al. 2020), "nsga2" is
 NSGA-II (Deb et al. 2002). `pareto_front()` returns the completed trials no other completed
 trial dominates; pruned trials are left out of it, their metric being a partial one.
 """
@@ -72,6 +72,9 @@ class MOTPEController(_ParetoController):
 
 class NSGA2Controller(_ParetoController):
     name = "nsga2"
+    # NSGA-II numbers generations in trial attributes the study's records do not keep:
+    # the saved state restores them exactly, a rebuild from records only approximately
+    stateless = False
     SETTINGS = {
         "max_trials": _MAX_TRIALS,
         "population_size": Setting(20, "int", "trials per generation", low=2),

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import warnings
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -159,6 +159,28 @@ class OptunaController(Controller):
             if _key(self._entries[i]["assignment"]) == want:
                 return i
         return None
+
+    def rebuild(self, records: Iterable[TrialRecord]) -> None:
+        """Finished trials are told and live ones enter as running, all in trial order:
+        the same Optuna study (running trials included, which constant_liar uses) that
+        the uninterrupted controller had."""
+        records = sorted(records, key=lambda r: r.number)
+        self.asked = max([self.asked] + [r.number + 1 for r in records])
+        if not self.stateless:
+            logger.warning("%s: rebuilding from %d trial(s) is approximate", self.name,
+                           len(records))
+        for r in records:
+            if r.number in self.told or self._find_running(r) is not None:
+                continue
+            if r.state.finished:
+                self.tell(r)
+                continue
+            self._entries.append({"ask": (r.meta or {}).get("ask", r.number),
+                                  "number": r.number, "state": "running",
+                                  "assignment": dict(r.assignment), "values": None,
+                                  "attrs": {}})
+            if self._study is not None:
+                self._add(self._study, self._entries[-1])
 
     # -- the in-memory Optuna study -------------------------------------------------
     def _get_study(self) -> Any:

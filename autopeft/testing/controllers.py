@@ -111,7 +111,33 @@ def check_budget_terminates(factory: Factory, space: Any, budget: int = 9) -> No
     assert c.ask() is None, "ask() after the budget must return None"
 
 
+def check_no_global_rng(factory: Factory, space: Any, n: int = 12) -> None:
+    """Library code never draws from (or reseeds) the global random, numpy or torch RNGs."""
+    import random
+    import sys
+
+    import numpy as np
+
+    def snapshot() -> list[str]:
+        out = [repr(random.getstate()), repr(np.random.get_state()[1].tolist())]
+        if "torch" in sys.modules:
+            out.append(sys.modules["torch"].get_rng_state().numpy().tobytes().hex())
+        return out
+
+    factory(space, 0)  # first construction may import torch/optuna
+    before = snapshot()
+    c = factory(space, 3)
+    driver = _driver(space)
+    driver.run(c, n)
+    driver.drain(c)
+    c2 = factory(space, 3)
+    c2.load_state_dict(json.loads(json.dumps(c.state_dict())))
+    c2.ask()
+    assert snapshot() == before, "the controller touched a global RNG"
+
+
 CONTRACT_CHECKS = [
+    check_no_global_rng,
     check_same_seed_same_proposals,
     check_different_seed_differs,
     check_proposals_legal,

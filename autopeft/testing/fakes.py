@@ -53,11 +53,12 @@ def trainable_params(candidate: Mapping[str, Any], hidden: int = 384) -> int:
 class AnalyticObjective:
     """metric(assignment) in (0, 1), higher is better; cost from `trainable_params`.
 
-    metric = 0.6 + sum of per-decision option effects + interactions of a few decision
-    pairs + a saturating capacity bonus - a penalty for very large modules, clipped.
+    raw = sum of per-decision option effects + interactions of a few decision pairs + a
+    saturating capacity bonus - a penalty for very large modules; metric = 0.5 + 0.45 *
+    tanh(raw): smooth, no ties at a clip.
     """
 
-    def __init__(self, space: Any, seed: int = 0, scale: float = 0.25) -> None:
+    def __init__(self, space: Any, seed: int = 0, scale: float = 0.6) -> None:
         self.space = space
         rng = np.random.default_rng([seed, 12345])
         self.sizes = [len(d.options()) for d in space.decisions]
@@ -82,7 +83,7 @@ class AnalyticObjective:
 
     def metric(self, assignment: Mapping[str, Any]) -> float:
         codes = self.space.encode(dict(assignment))
-        m = 0.6
+        m = 0.0
         for i, c in enumerate(codes):
             if c >= 0:
                 m += float(self.effects[i][c])
@@ -90,8 +91,8 @@ class AnalyticObjective:
             if codes[i] >= 0 and codes[j] >= 0:
                 m += float(table[codes[i], codes[j]])
         ratio = self.cost(assignment).params_ratio
-        m += 0.1 * (1 - math.exp(-ratio * 500)) - 0.5 * max(0.0, ratio - 0.05)
-        return float(min(0.99, max(0.01, m)))
+        m += 0.2 * (1 - math.exp(-ratio * 500)) - 2.0 * max(0.0, ratio - 0.05)
+        return float(0.5 + 0.45 * math.tanh(m))
 
     def __call__(self, assignment: Mapping[str, Any]) -> tuple[float, Cost]:
         return self.metric(assignment), self.cost(assignment)

@@ -1,0 +1,293 @@
+"""Controller behaviour beyond the shared contract: presets, resume rules, TPE, the
+multi-objective front and the LSTM policy. PBT has its own file (test_controllers_pbt.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autopeft.controllers import (
+    CONTROLLERS,
+    ControllerStateError,
+    controller_class,
+    load_preset,
+    make_controller,
+)
+from autopeft.exceptions import ConfigError
+from autopeft.records import Proposal, TrialRecord, TrialState
+from autopeft.resources import shipped
+from autopeft.space import load_space
+from autopeft.testing.fakes import AnalyticObjective, make_record, objective_driver
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space("default.yaml").bind(num_layers=6, hidden_size=384)
+
+
+@pytest.fixture(scope="module")
+def lora_space():
+    return load_space("lora_only.yaml").bind(num_layers=6, hidden_size=384)
+
+
+# -- presets -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", [p[:-5] for p in shipped("controllers")])
+def test_every_shipped_preset_builds_and_proposes(preset, space):
+    ctrl = make_controller(preset, space, seed=0)
+    assert ctrl.preset.name == preset and ctrl.preset.source.endswith(f"{preset}.yaml")
+    p = ctrl.ask()
+    assert isinstance(p, Proposal)
+    space.validate(p.assignment)
+
+
+def test_every_controller_has_a_preset():
+    names = {load_preset(p).controller for p in shipped("controllers")}
+    assert names == set(CONTROLLERS)
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("text, path, words", [
+    ("controller: tpe\nsetings: {}\n", "setings", "unknown key"),
+    ("controller: tpe\nsettings: {n_startup: 3}\n", "settings.n_startup", "no setting"),
+    ("controller: tpe\nsettings: {n_startup_trials: many}\n", "settings.n_startup_trials",
+     "must be a int"),
+    ("controller: lstm\nsettings: {baseline_decay: 2.0}\n", "settings.baseline_decay",
+     "out of range"),
+    ("controller: bohb\n", "controller", "unknown controller"),
+    ("settings: {}\n", "controller", "missing key"),
+    ("controller: tpe\npruner: {type: hyperband}\n", "pruner.type", "unknown pruner"),
+    ("controller: tpe\npruner: {type: asha, eta: 1}\n", "pruner.eta", "out of range"),
+    ("controller: tpe\npruner: {type: asha, rungs: 4}\n", "pruner.rungs", "no setting"),
+])
+def test_preset_errors_name_file_and_yaml_path(tmp_path, text, path, words):
+    file = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_preset(file)
+    assert info.value.file == file and info.value.path == path
+    assert f"{file}: at {path}: " in str(info.value) and words in str(info.value)
+
+
+def test_overrides_win_and_are_checked(tmp_path, space):
+    file = _write(tmp_path, "controller: tpe\nsettings: {n_startup_trials: 3}\n")
+    assert make_controller(file, space, 1, n_startup_trials=5).settings["n_startup_trials"] == 5
+    with pytest.raises(ConfigError) as info:
+        make_controller(file, space, 1, n_ei=3)
+    assert info.value.path == "settings.n_ei" and info.value.file == file
+
+
+def test_unknown_preset_lists_the_controllers():
+    with pytest.raises(ConfigError, match="(?s)no controller preset 'nope'.*random"):
+        load_preset("nope")
+
+
+def test_seed_must_be_a_non_negative_int(space):
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="seed"):
+            controller_class("random")(space, seed=bad)
+
+
+def test_tell_rejects_unfinished_trials(space):
+    ctrl = make_controller("random", space, 0)
+    p = ctrl.ask()
+    rec = TrialRecord(number=0, state=TrialState.RUNNING, assignment=p.assignment,
+                      candidate={}, meta=p.meta)
+    with pytest.raises(ValueError, match="finished trials only"):
+        ctrl.tell(rec)
+
+
+def test_state_of_another_controller_or_seed_is_refused(space):
+    state = make_controller("random", space, 1).state_dict()
+    with pytest.raises(ControllerStateError, match="belongs to controller 'random'"):
+        make_controller("tpe", space, 1).load_state_dict(state)
+    with pytest.raises(ControllerStateError, match="seed 1"):
+        make_controller("random", space, 2).load_state_dict(state)
+
+
+# -- resume without a saved state: rebuild ---------------------------------------------
+
+@pytest.mark.parametrize("name", ["random", "tpe", "motpe", "pbt"])
+def test_rebuild_from_trials_continues_the_same_stream(name, lora_space):
+    """The study lost the state file: rebuild(records) must give the same continuation.
+    Two trials are still running (RUNNING records), as after a crash."""
+    settings = {"pbt": {"population_size": 4}}.get(name, {})
+    obj = AnalyticObjective(lora_space, seed=2)
+
+    def run(ctrl, driver, n):
+        return driver.run(ctrl, n)
+
+    whole = objective_driver(obj, parallel=2, fail_every=6)
+    run(make_controller(name, lora_space, 4, **settings), whole, 30)
+
+    part = objective_driver(obj, parallel=2, fail_every=6)
+    run(make_controller(name, lora_space, 4, **settings), part, 14)
+    running = [TrialRecord(number=n, state=TrialState.RUNNING, assignment=p.assignment,
+                           candidate={}, warm_start_from=p.warm_start_from, meta=p.meta)
+               for n, p in part.in_flight]
+    fresh = make_controller(name, lora_space, 4, **settings)
+    fresh.rebuild(part.records + running)
+    run(fresh, part, 30)
+    dump = lambda ps: [json.dumps([p.assignment, p.warm_start_from], sort_keys=True)  # noqa
+                       for p in ps]
+    assert dump(part.proposals) == dump(whole.proposals)
+
+
+@pytest.mark.parametrize("name", ["lstm", "nsga2"])
+def test_rebuild_of_a_stateful_controller_warns(name, space, caplog):
+    driver = objective_driver(AnalyticObjective(space))
+    driver.run(make_controller(name, space, 0), 6)
+    driver.drain(make_controller(name, space, 0))
+    fresh = make_controller(name, space, 0)
+    with caplog.at_level("WARNING", logger="autopeft.controllers.base"):
+        fresh.rebuild(driver.records)
+    assert "approximate" in caplog.text
+    assert fresh.told == {r.number for r in driver.records}
+    assert isinstance(fresh.ask(), (Proposal, str))
+
+
+def test_tell_of_a_trial_never_asked_is_an_observation(space):
+    """An interrupted trial re-run after an older state was loaded."""
+    other = make_controller("random", space, 99).ask()
+    for name in ("random", "tpe", "lstm", "motpe"):
+        ctrl = make_controller(name, space, 0)
+        rec = make_record(7, Proposal(other.assignment), 0.8,
+                          AnalyticObjective(space).cost(other.assignment))
+        ctrl.tell(rec)
+        assert 7 in ctrl.told
+        assert isinstance(ctrl.ask(), Proposal)
+
+
+# -- TPE ------------------------------------------------------------------------------
+
+def _best_after(name, space, seed, n, **settings):
+    obj = AnalyticObjective(space, seed=1)
+    driver = objective_driver(obj)
+    driver.run(make_controller(name, space, seed, **settings), n)
+    return max(r.reward for r in driver.records if r.reward is not None)
+
+
+def test_tpe_beats_random_on_an_analytic_objective(lora_space):
+    seeds = range(6)
+    tpe = [_best_after("tpe", lora_space, s, 40) for s in seeds]
+    rnd = [_best_after("random", lora_space, s, 40) for s in seeds]
+    assert np.median(tpe) > np.median(rnd), (tpe, rnd)
+
+
+def test_tpe_sees_failures_and_pruned_trials(space):
+    ctrl = make_controller("tpe", space, 0, n_startup_trials=2)
+    driver = objective_driver(AnalyticObjective(space), fail_every=3, prune_every=4)
+    driver.run(ctrl, 12)
+    driver.drain(ctrl)
+    states = [t.state.name for t in ctrl._get_study().trials]
+    assert states.count("FAIL") == 4 and states.count("COMPLETE") == 8
+    pruned = [r for r in driver.records if r.state is TrialState.PRUNED]
+    assert pruned and all(e["values"] == [r.reward] for r in pruned for e in ctrl._entries
+                          if e["number"] == r.number)
+
+
+# -- multi-objective --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["motpe", "nsga2"])
+def test_pareto_front_is_exactly_the_non_dominated_completed_trials(name, space):
+    ctrl = make_controller(name, space, 3, **({"population_size": 6} if name == "nsga2"
+                                             else {"n_startup_trials": 5}))
+    driver = objective_driver(AnalyticObjective(space), parallel=2, fail_every=5,
+                              prune_every=7)
+    driver.run(ctrl, 30)
+    driver.drain(ctrl)
+    done = {r.number: (r.metrics.metric, r.metrics.cost.params_ratio,
+                       r.metrics.cost.flops_ratio)
+            for r in driver.records if r.state is TrialState.COMPLETE}
+
+    def dominated(v):
+        return any(w[0] >= v[0] and w[1] <= v[1] and w[2] <= v[2] and w != v
+                   for w in done.values())
+
+    expected = {n for n, v in done.items() if not dominated(v)}
+    front = ctrl.pareto_front()
+    assert {f["number"] for f in front} == expected and expected
+    assert [f["metric"] for f in front] == sorted((f["metric"] for f in front), reverse=True)
+
+
+def test_multi_objective_directions(space):
+    ctrl = make_controller("motpe", space, 0)
+    ctrl.ask()
+    assert [d.name for d in ctrl._get_study().directions] == [
+        "MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+
+
+# -- LSTM -------------------------------------------------------------------------------
+
+def _scripted(ctrl, reward_of_assignment, batches, space):
+    cost = AnalyticObjective(space).cost({"module": "bitfit", "hp.learning_rate": 1e-3})
+    number = 0
+    for _ in range(batches):
+        asked = []
+        while True:
+            p = ctrl.ask()
+            if p == "wait":
+                break
+            asked.append(p)
+        assert len(asked) == ctrl.settings["batch_size"]
+        for p in asked:
+            ctrl.tell(make_record(number, p, reward_of_assignment(p.assignment), cost))
+            number += 1
+
+
+def test_lstm_waits_for_its_batch_then_updates(space):
+    ctrl = make_controller("lstm", space, 0, batch_size=3)
+    ps = [ctrl.ask() for _ in range(3)]
+    assert all(isinstance(p, Proposal) for p in ps) and ctrl.ask() == "wait"
+    cost = AnalyticObjective(space).cost(ps[0].assignment)
+    for i, p in enumerate(ps[:2]):
+        ctrl.tell(make_record(i, p, 0.5, cost))
+    assert ctrl.ask() == "wait" and ctrl.updates == 0
+    ctrl.tell(make_record(2, ps[2], None, None, state=TrialState.FAILED))
+    assert ctrl.updates == 1 and isinstance(ctrl.ask(), Proposal)
+
+
+def test_lstm_learns_the_rewarded_choice(space):
+    ctrl = make_controller("lstm", space, 1, batch_size=8, learning_rate=0.05)
+    module = next(d for d in space.decisions if d.name == "module")
+
+    def p_lora():
+        with __import__("torch").no_grad():
+            logps, _, _ = ctrl.policy.step(ctrl.policy.start(), 0)
+        return float(logps[list(module.options()).index("lora")].exp())
+
+    before = p_lora()
+    _scripted(ctrl, lambda a: 1.0 if a["module"] == "lora" else 0.0, 12, space)
+    assert p_lora() > max(0.5, 2 * before), (before, p_lora())
+
+
+def test_lstm_inactive_decisions_get_no_gradient(space):
+    """Rollouts that never activate lora.*: their head rows and position embeddings stay."""
+    ctrl = make_controller("lstm", space, 2, batch_size=4)
+    pol = ctrl.policy
+    idx = [i for i, d in enumerate(space.decisions) if d.name.startswith("lora.")]
+    rows = [r for i in idx for r in range(pol.offsets[i], pol.offsets[i] + pol.sizes[i])]
+    head, pos = pol.head.weight[rows].clone(), pol.positions.weight[idx].clone()
+    module_rows = pol.head.weight[:pol.sizes[0]].clone()
+    cost = AnalyticObjective(space).cost({"module": "bitfit", "hp.learning_rate": 1e-3})
+    for n in range(4):  # told without being asked: counts toward the batch all the same
+        a = {"module": ["bitfit", "ia3"][n % 2], "hp.learning_rate": 1e-3}
+        ctrl.tell(make_record(n, Proposal(a), float(n), cost))
+    assert ctrl.updates == 1
+    assert pol.head.weight[rows].equal(head) and pol.positions.weight[idx].equal(pos)
+    assert not pol.head.weight[:pol.sizes[0]].equal(module_rows)  # the active ones moved
+
+
+def test_lstm_state_carries_weights_optimiser_and_generator(space):
+    ctrl = make_controller("lstm", space, 5, batch_size=2)
+    _scripted(ctrl, lambda a: float(a["hp.learning_rate"] * 1000), 3, space)
+    own = json.loads(json.dumps(ctrl.state_dict()))["own"]
+    assert {"policy", "optimizer", "generator", "baseline"} <= set(own)
+    assert own["optimizer"]["state"], "Adam moments must be saved"
+    assert isinstance(own["baseline"], float)

@@ -1,0 +1,150 @@
+"""PBT with scripted metrics (Syne Tune's tst/test_pbt.py style): who exploits whom, what is
+explored, and whether adapter weights really travel along warm_start_from."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from autopeft.controllers import make_controller
+from autopeft.records import Proposal, TrialState
+from autopeft.space import load_space
+from autopeft.testing.fakes import AnalyticObjective, Driver, WeightEvaluator, make_record
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space("lora_only.yaml").bind(num_layers=6, hidden_size=384)
+
+
+def _round(ctrl):
+    """Ask until 'wait' or None; returns the proposals of one round."""
+    out = []
+    while True:
+        p = ctrl.ask()
+        if not isinstance(p, Proposal):
+            return out, p
+        out.append(p)
+
+
+def _tell_round(ctrl, proposals, first_number, metrics, space, failed=()):
+    cost = AnalyticObjective(space).cost(proposals[0].assignment)
+    for i, p in enumerate(proposals):
+        member = p.meta["member"]
+        if member in failed:
+            rec = make_record(first_number + i, p, None, None, state=TrialState.FAILED)
+        else:
+            rec = make_record(first_number + i, p, metrics[member], cost)
+        ctrl.tell(rec)
+    return first_number + len(proposals)
+
+
+def test_bottom_member_exploits_the_best_and_the_rest_continue(space):
+    ctrl = make_controller("pbt", space, 3, population_size=4, quantile=0.25,
+                           resample_probability=0.0)
+    r0, answer = _round(ctrl)
+    assert answer == "wait" and len(r0) == 4
+    assert [p.meta["member"] for p in r0] == [0, 1, 2, 3]
+    assert all(p.warm_start_from is None and p.meta["round"] == 0 for p in r0)
+    _tell_round(ctrl, r0, 0, {0: 0.1, 1: 0.9, 2: 0.5, 3: 0.3}, space)
+
+    r1, _ = _round(ctrl)
+    by_member = {p.meta["member"]: p for p in r1}
+    child = by_member[0]  # the worst copies the best (trial 1 = member 1 in round 0)
+    assert child.warm_start_from == 1 and child.meta == {
+        "member": 0, "round": 1, "parent": 1, "ask": 4}
+    parent = r0[1].assignment
+    explored = {"hp.learning_rate", "lora.alpha", "lora.dropout"}
+    assert {k: v for k, v in child.assignment.items() if k not in explored} == \
+        {k: v for k, v in parent.items() if k not in explored}
+    ratio = child.assignment["hp.learning_rate"] / parent["hp.learning_rate"]
+    lr = next(d for d in space.decisions if d.name == "hp.learning_rate")
+    clipped = child.assignment["hp.learning_rate"] in (lr.low, lr.high)
+    assert clipped or math.isclose(ratio, 0.8) or math.isclose(ratio, 1.2)
+    for m in (1, 2, 3):  # the others continue from their own checkpoint, config unchanged
+        assert by_member[m].warm_start_from == m
+        assert by_member[m].assignment == r0[m].assignment and by_member[m].meta["parent"] is None
+    space.validate(child.assignment)
+
+
+def test_explore_moves_numeric_choices_to_a_neighbour(space):
+    ctrl = make_controller("pbt", space, 0, population_size=2, quantile=0.5,
+                           resample_probability=0.0)
+    r0, _ = _round(ctrl)
+    _tell_round(ctrl, r0, 0, {0: 0.2, 1: 0.8}, space)
+    r1, _ = _round(ctrl)
+    child, parent = r1[0].assignment, r0[1].assignment
+    for name in ("lora.alpha", "lora.dropout"):
+        opts = sorted(next(d for d in space.decisions if d.name == name).options())
+        i, j = opts.index(parent[name]), opts.index(child[name])
+        assert abs(i - j) == 1 or (i == j and i in (0, len(opts) - 1)), (name, parent, child)
+
+
+def test_resampling_stays_within_the_range(space):
+    ctrl = make_controller("pbt", space, 1, population_size=4, resample_probability=1.0,
+                           rounds=30)
+    lr = next(d for d in space.decisions if d.name == "hp.learning_rate")
+    n, seen = 0, set()
+    for _ in range(29):
+        props, _ = _round(ctrl)
+        for p in props:
+            if p.meta["parent"] is not None:
+                seen.add(p.assignment["hp.learning_rate"])
+                assert lr.low <= p.assignment["hp.learning_rate"] <= lr.high
+                space.validate(p.assignment)
+        n = _tell_round(ctrl, props, n, {m: (m + n) % 4 / 4 for m in range(4)}, space)
+    assert len(seen) > 10
+
+
+def test_failed_members_exploit_and_all_failed_restarts(space):
+    ctrl = make_controller("pbt", space, 2, population_size=4, quantile=0.25)
+    r0, _ = _round(ctrl)
+    n = _tell_round(ctrl, r0, 0, {0: 0.9, 1: 0.5, 2: 0.6, 3: 0.7}, space, failed=(1, 2))
+    r1, _ = _round(ctrl)
+    by_member = {p.meta["member"]: p for p in r1}
+    for m in (1, 2):  # failed: no checkpoint of their own, they copy the best (trial 0)
+        assert by_member[m].meta["parent"] == 0 and by_member[m].warm_start_from == 0
+    assert by_member[3].warm_start_from == 3 and by_member[0].warm_start_from == 0
+    n = _tell_round(ctrl, r1, n, {}, space, failed=(0, 1, 2, 3))
+    r2, _ = _round(ctrl)
+    assert all(p.warm_start_from is None and p.meta["parent"] is None for p in r2)
+
+
+def test_rounds_bound_the_study(space):
+    ctrl = make_controller("pbt", space, 0, population_size=3, rounds=2)
+    r0, a0 = _round(ctrl)
+    _tell_round(ctrl, r0, 0, {0: 0.1, 1: 0.2, 2: 0.3}, space)
+    r1, a1 = _round(ctrl)
+    assert a0 == a1 == "wait" and len(r0) == len(r1) == 3
+    _tell_round(ctrl, r1, 3, {0: 0.1, 1: 0.2, 2: 0.3}, space)
+    assert ctrl.ask() is None
+
+
+def test_weights_are_inherited_along_warm_starts(space):
+    """A fake trainer keeps a 'weight' per trial and continues from warm_start_from: every
+    trial's first evaluation equals its warm-start trial's last one, and an exploiting
+    member starts from its parent's weight, not its own."""
+    cost = AnalyticObjective(space).cost(space.sample(np.random.default_rng(0)))
+    evaluator = WeightEvaluator(lambda a: 1000 * a["hp.learning_rate"], cost)
+    ctrl = make_controller("pbt", space, 7, population_size=4, rounds=6)
+    driver = Driver(evaluator, parallel=3)
+    driver.run(ctrl, 100)
+    driver.drain(ctrl)
+    assert ctrl.ask() is None and len(driver.proposals) == 24
+    exploits = 0
+    for number, p in enumerate(driver.proposals):
+        if p.warm_start_from is None:
+            assert evaluator.first[number] == 0.0
+            continue
+        assert evaluator.first[number] == evaluator.last[p.warm_start_from]
+        parent_meta = driver.proposals[p.warm_start_from].meta
+        if p.meta["parent"] is not None:
+            exploits += 1
+            assert parent_meta["member"] == p.meta["parent"] != p.meta["member"]
+            assert parent_meta["round"] == p.meta["round"] - 1
+        else:
+            assert parent_meta["member"] == p.meta["member"]
+    assert exploits >= 5  # one per round after the first
+    # the chains grow: the best final weight beats the best single round-0 trial
+    assert max(evaluator.last.values()) > 2 * max(evaluator.last[n] for n in range(4))
