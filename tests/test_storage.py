@@ -470,7 +470,8 @@ def test_concurrent_writers_get_dense_unique_trial_numbers(storage_url):  # noqa
     n_writers, per_writer = 4, 12
     with open_storage(storage_url) as setup:
         setup.create_study(**study_fields("busy"))
-    writers = [open_storage(storage_url) for _ in range(n_writers)]
+    # two Storage objects (as two driver processes would have), each shared by two threads
+    writers = [open_storage(storage_url) for _ in range(2)]
     barrier = threading.Barrier(n_writers)
     numbers: list[list[int]] = [[] for _ in range(n_writers)]
     errors: list[BaseException] = []
@@ -479,7 +480,8 @@ def test_concurrent_writers_get_dense_unique_trial_numbers(storage_url):  # noqa
         try:
             barrier.wait()
             for k in range(per_writer):
-                numbers[i].append(writers[i].create_trial("busy", {"w": i, "k": k}, {}).number)
+                record = writers[i % 2].create_trial("busy", {"w": i, "k": k}, {})
+                numbers[i].append(record.number)
         except BaseException as exc:  # reported below, with the others
             errors.append(exc)
 
