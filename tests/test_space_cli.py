@@ -137,3 +137,15 @@ def test_subprocess_exit_1_for_an_invalid_space(tmp_path) -> None:
     assert res.stdout == ""
     assert "bad.yaml:4: at modules.lora.rank[1]" in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_space_without_subcommand_shows_help(capsys) -> None:
+    assert main(["space"]) == 2
+    assert "check" in capsys.readouterr().out
+
+
+def test_negative_samples_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["space", "check", "default", "--samples", "-1"])
+    assert info.value.code == 2
+    assert "must be 0 or more" in capsys.readouterr().err

@@ -300,3 +300,42 @@ def test_sample_needs_a_generator() -> None:
     bound = parse_space(ONE).bind(3)
     with pytest.raises(TypeError, match="default_rng"):
         bound.sample(0)  # type: ignore[arg-type]
+
+
+def test_bound_space_pickles_and_deep_copies() -> None:
+    import copy
+    import pickle
+
+    bound = parse_space(MIX).bind(4)
+    bound.decision("lora.layers").options()  # fill the caches first
+    for clone in (pickle.loads(pickle.dumps(bound)), copy.deepcopy(bound)):
+        assert clone.names == bound.names
+        a = clone.sample(np.random.default_rng(0))
+        assert a == bound.sample(np.random.default_rng(0))
+        assert clone.to_candidate(a) == bound.to_candidate(a)
+
+
+def test_int_for_a_float_choice_is_accepted_and_canonicalised() -> None:
+    bound = parse_space("space: s\nmodules: {lora: {alpha: [8, 16]}}\n").bind(6)
+    assert bound.decision("lora.alpha").choices == (8.0, 16.0)
+    bound.validate({"lora.alpha": 16})  # e.g. typed by hand as JSON
+    assert bound.to_candidate({"lora.alpha": 16}).modules[0]["alpha"] == 16.0
+    assert bound.walk(lambda d: 8) == {"lora.alpha": 8.0}
+    assert bound.encode({"lora.alpha": 16}) == [1]
+    with pytest.raises(SpaceError):
+        bound.validate({"lora.alpha": True})  # a bool is never a number here
+
+
+def test_yaml_anchors_and_merge_keys_work() -> None:
+    text = textwrap.dedent("""\
+        space: s
+        select: any
+        modules:
+          small: &base {type: lora, rank: [4, 8], targets: [q, v]}
+          big:
+            <<: *base
+            rank: [32, 64]
+        """)
+    bound = parse_space(text).bind(6)
+    assert bound.decision("big.rank").choices == (32, 64)
+    assert bound.decision("small.rank").choices == (4, 8)

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from autopeft.exceptions import AutoPeftError
 from autopeft.space import BoundSpace, load_space
 
 log = logging.getLogger(__name__)
@@ -59,12 +58,19 @@ def register(subparsers: Any) -> None:
     check.add_argument("--model", default=None, metavar="REF",
                        help="bind to this model's layers and hidden size (and print cost "
                             "ranges when available)")
-    check.add_argument("--samples", type=int, default=3, help="candidates to sample (3)")
+    check.add_argument("--samples", type=_count, default=3, help="candidates to sample (3)")
     check.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     check.add_argument("--decisions", action="store_true", help="list every decision")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=run)
     space.set_defaults(func=_no_subcommand, _parser=space)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def _no_subcommand(args: argparse.Namespace) -> int:
@@ -106,8 +112,6 @@ def _count_text(exact: int | None, log10: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.samples < 0:
-        raise AutoPeftError("--samples must be 0 or more")
     space = load_space(args.file)
     num_layers, hidden, model = _shape(args)
     bound = space.bind(num_layers, hidden)

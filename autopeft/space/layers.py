@@ -114,7 +114,8 @@ def parse_form(raw: Any, path: str, where: Where) -> LayerForm:
         if raw in FORM_WORDS:
             return LayerForm(raw, path=path)
         raise where.error(path, f"unknown layer form {show(raw)}", raw,
-                          fix=did_you_mean(raw, FORM_WORDS + ("shared",), listing=False) + "forms: " + HELP)
+                          fix=did_you_mean(raw, FORM_WORDS + ("shared",), listing=False)
+                          + "forms: " + HELP)
     if isinstance(raw, list):
         return _indices(raw, path, where)
     if isinstance(raw, dict):
@@ -145,7 +146,8 @@ def parse_form(raw: Any, path: str, where: Where) -> LayerForm:
                                   fix="write {groups: 3} (3 contiguous groups, each on/off)")
             return LayerForm("groups", n=val, path=at)
         raise where.error(at, f"unknown layer form key {show(key)}", raw,
-                          fix=did_you_mean(key, FORM_KEYS + ("choices",), listing=False) + "forms: " + HELP)
+                          fix=did_you_mean(key, FORM_KEYS + ("choices",), listing=False)
+                          + "forms: " + HELP)
     raise where.error(path, f"a layer spec cannot be {show(raw)} ({type_name(raw)})", raw,
                       fix="forms: " + HELP)
 

@@ -52,8 +52,14 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, lines: dict[str,
         raise Where(source, lines).error(path, "the document nests too deep (a recursive "
                                          "alias?)", fix="flatten the YAML")
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves `<<: *anchor` merges
+        # keys written in this mapping itself (an aliased node is flattened only once)
+        own = getattr(node, "_own_keys", None)
+        if own is None:
+            own = {id(k) for k, _ in node.value}
+            node._own_keys = own  # type: ignore[attr-defined]
+        loader.flatten_mapping(node)  # resolves `<<: *anchor` merges (merged pairs first)
         out: dict[str, Any] = {}
+        written_here: set[str] = set()
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
@@ -66,11 +72,14 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, lines: dict[str,
                     path, f"key {key_node.value!r} is read by YAML as {show(key)}, not as a "
                           "name", key_node.value, fix=f"quote it: '{key_node.value}'")
             child = join(path, key)
-            if key in out:
+            if key in out and (key in written_here) and id(key_node) in own:
                 raise Where(source, {child: line}).error(
                     child, f"duplicate key {key!r} (first at line {lines.get(child)}, again "
                            f"at line {line})", key,
                     fix="keep one of them: YAML would silently drop the first")
+            if id(key_node) in own:
+                written_here.add(key)
+            # a key written here overrides one merged in by `<<` (YAML's merge rule)
             lines[child] = line
             out[key] = _build(loader, value_node, child, lines, source, depth + 1)
         return out

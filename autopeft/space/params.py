@@ -106,13 +106,19 @@ class Decision:
     def parent_accepts(self, value: Any) -> bool:
         return same_key(value) in self._parent_keys
 
+    def _choice_index(self, value: Any) -> int | None:
+        index = self._choice_keys.get(same_key(value))
+        if index is None and isinstance(value, int) and not isinstance(value, bool):
+            index = self._choice_keys.get(same_key(float(value)))  # 16 for a 16.0 choice
+        return index
+
     def contains(self, value: Any) -> bool:
         """Is `value` a legal value of this decision?"""
         value = plain(value)
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "categorical":
-            return same_key(value) in self._choice_keys
+            return self._choice_index(value) is not None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         if self.kind == "int" and not isinstance(value, int):
@@ -147,13 +153,23 @@ class Decision:
             x = _round(low + round((x - low) / self.step) * self.step)
         return float(min(max(x, low), high))
 
+    def canonical_value(self, value: Any) -> Any:
+        """A legal value in the decision's own spelling (the choice itself, a float for a
+        float range): what assignments built by walk/sample hold."""
+        value = plain(value)
+        if self.kind == "categorical":
+            return copy.deepcopy(self.choices[self._choice_index(value)])
+        if self.kind == "float":
+            return float(value)
+        return value
+
     def index_of(self, value: Any) -> int:
         """Option index of `value`; for a range, the nearest grid point (in log space when
         `log`). Raises ValueError if value is not legal."""
         if not self.contains(value):
             raise ValueError(f"{show(value)} is not a legal value of decision {self.name!r}")
         if not self.is_range:
-            return self._choice_keys[same_key(value)]
+            return self._choice_index(plain(value))
         opts = np.asarray(self.options(), dtype=float)
         if self.log:
             dist = np.abs(np.log(opts) - math.log(value))

@@ -369,7 +369,7 @@ class BoundSpace:
             value = plain(suggest(d))
             if not d.contains(value):
                 raise self._bad(d, value, "suggested")
-            out[d.name] = value
+            out[d.name] = d.canonical_value(value)
         return out
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -447,7 +447,7 @@ class BoundSpace:
             for p in e.params:
                 key = f"{e.name}.{p.name}"
                 if key in assignment:
-                    params[p.name] = copy.deepcopy(assignment[key])
+                    params[p.name] = self._by_name[key].canonical_value(assignment[key])
                 elif p.searched:  # an inactive conditional parameter: the type's default
                     params[p.name] = e.module_type.param(p.name).default
                 else:
@@ -464,7 +464,9 @@ class BoundSpace:
             modules.append(ModuleConfig(e.type, params, layers))
         hyper = {}
         for p in self.space.hyperparameters:
-            hyper[p.name] = assignment[f"hp.{p.name}"] if p.searched else p.value
+            key = f"hp.{p.name}"
+            hyper[p.name] = self._by_name[key].canonical_value(assignment[key]) \
+                if p.searched else copy.deepcopy(p.value)
         return Candidate(tuple(modules), hyper, self.num_layers)
 
     # ----------------------------------------------------------------- size
