@@ -88,7 +88,7 @@ def _shape(args: argparse.Namespace) -> tuple[int, int | None, Any]:
     if args.num_layers is not None:
         return args.num_layers, args.hidden_size, None
     layers, hidden = default_model_shape()
-    return layers, args.hidden_size or hidden, None
+    return layers, args.hidden_size or hidden, "default model" if hidden else None
 
 
 def _cost_lines(bound: BoundSpace, model: Any, n: int) -> list[str]:
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     for _ in range(args.samples):
         assignment = bound.sample(rng)
         samples.append((assignment, bound.to_candidate(assignment)))
-    cost = _cost_lines(bound, model, args.samples) if model else []
+    cost = _cost_lines(bound, model, args.samples) if args.model else []
     if args.json:
         print(json.dumps({
             "space": space.name, "source": space.source, "fingerprint": space.fingerprint,

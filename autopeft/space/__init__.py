@@ -59,7 +59,8 @@ Layers (relative to the model: one space serves a 6-layer and a 24-layer model)
 -------------------------------------------------------------------------------
     all                          every layer (the default)
     {first: N} / {last: N}       N >= 1 layers, or a fraction 0 < f <= 1 of the model's
-                                 layers (rounded half up, at least 1): {last: 0.5}
+                                 layers (rounded half up, at least 1): {last: 0.5};
+                                 {first: 1} is one layer, {first: 1.0} all of them
     {indices: [0, 2, -1]}        explicit; negatives count from the end; a bare list of
                                  integers means the same
     mask                         one on/off decision per layer: <entry>.layers.mask.<i>

@@ -141,9 +141,9 @@ class Decision:
         if self.kind == "int":
             step = int(self.step or 1)
             if self.log:
+                # log-uniform over [low, high + 1), floored: P(k) ~ log((k + 1) / k)
                 x = int(math.floor(math.exp(rng.uniform(math.log(low), math.log(high + 1)))))
-                x = min(max(x, low), high)
-                return int(low + round((x - low) / step) * step) if step > 1 else x
+                return min(max(x, low), high)  # (step and log never combine)
             return int(low + step * int(rng.integers(0, (high - low) // step + 1)))
         if self.log:
             x = math.exp(rng.uniform(math.log(low), math.log(high)))
