@@ -121,7 +121,7 @@ class PBTController(Controller):
         for m in self.members:
             res = self._results[m["id"]]
             m.update(assignment=res["assignment"], trial=res["trial"], reward=res["reward"])
-        logger.info("pbt round %d done; best reward %s", self.round,
+        logger.debug("pbt round %d done; best reward %s", self.round,
                     max((m["reward"] for m in self.members if m["reward"] is not None),
                         default=None))
         self.round += 1

@@ -116,7 +116,8 @@ def make_record(number: int, proposal: Proposal, metric: float | None, cost: Cos
 
 @dataclass
 class Driver:
-    """The study loop in miniature. `evaluate(number, proposal) -> (metric, cost)`.
+    """The study loop in miniature. `evaluate(number, proposal) -> (metric, cost)`; a
+    metric of None makes the trial FAILED.
 
     Keeps up to `parallel` trials in flight; tells the oldest when full, when the
     controller says "wait", or at the end. Trial numbers with `number % fail_every ==
@@ -140,6 +141,8 @@ class Driver:
             state = TrialState.PRUNED
         metric, cost = (None, None) if state is TrialState.FAILED else \
             self.evaluate(number, proposal)
+        if metric is None:  # the evaluation itself failed
+            state = TrialState.FAILED
         if state is TrialState.PRUNED:
             metric = metric * 0.9  # its last report, before the end of training
         record = make_record(number, proposal, metric, cost, state=state)
