@@ -1,0 +1,200 @@
+"""The cost model: analytic formulas against hand-computed numbers and against the measured
+counts of real built models (MiniLM for every module type, the tiny decoders for their shapes).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from autopeft.candidate import Candidate, ModuleConfig as M
+from autopeft.cost import (base_param_count, estimate, head_param_count, is_mergeable, measure,
+                           summarize_space)
+from autopeft.models import model_info
+
+ALL6 = list(range(6))
+
+
+def cand(*modules, n=6):
+    return Candidate(tuple(modules), {}, n)
+
+
+# One list drives the measured-vs-analytic test: every module type, alone and mixed,
+# including layer subsets and both backends' variants.
+MINILM_CASES = {
+    "head-only": cand(),
+    "lora": cand(M("lora", {"rank": 8, "targets": ["q", "v", "ffn_out"]}, [0, 1, 2])),
+    "ia3": cand(M("ia3", {}, ALL6)),
+    "prompt": cand(M("prompt", {"length": 10})),
+    "prefix": cand(M("prefix", {"length": 10}, ALL6)),
+    "prefix-mlp": cand(M("prefix", {"length": 10, "bottleneck": 32}, ALL6)),
+    "prefix-subset": cand(M("prefix", {"length": 5, "bottleneck": 24}, [0, 1, 2])),
+    "bitfit": cand(M("bitfit", {}, [1, 2, 3, 4, 5])),
+    "adapter-pfeiffer": cand(M("adapter", {"size": 16}, [0, 1, 2, 3])),
+    "adapter-houlsby": cand(M("adapter", {"size": 8, "placement": "houlsby"}, ALL6)),
+    "parallel_adapter": cand(M("parallel_adapter", {"size": 16}, [2, 3, 4, 5])),
+    "unipelt": cand(M("unipelt", {"rank": 4, "prefix_length": 5, "size": 8}, ALL6)),
+    "mam": cand(M("mam", {"prefix_length": 5, "size": 8}, [0, 1, 2])),
+    "paper-mix": cand(M("adapter", {"size": 8}, ALL6), M("parallel_adapter", {"size": 16}, [1, 2, 3, 4, 5]),
+                      M("prefix", {"length": 4}, [0, 1])),
+    "lora+adapter": cand(M("lora", {"rank": 4, "targets": ["q", "k", "ffn_in"]}, [0, 1]),
+                         M("adapter", {"size": 8}, ALL6)),
+    "ia3+prefix": cand(M("ia3", {}, [1, 2, 3, 4, 5]), M("prefix", {"length": 4}, ALL6)),
+    "lora+bitfit": cand(M("lora", {"rank": 4}, ALL6), M("bitfit", {"targets": ["q"]}, ALL6)),
+}
+
+
+@pytest.mark.parametrize("name", list(MINILM_CASES))
+def test_analytic_equals_measured_on_minilm(minilm, name):
+    from autopeft.methods import build
+
+    c = MINILM_CASES[name]
+    built = build(minilm, c, seed=0)
+    got = measure(built, minilm, latency=False)
+    want = estimate(c, minilm.info, num_labels=minilm.num_labels)
+    assert got.trainable_params == want.trainable_params == built.num_trainable() - got.head_params
+    assert got.base_params == want.base_params == 22_713_216
+    assert got.head_params == want.head_params == 384 * 2 + 2
+    assert got.base_flops_per_token == pytest.approx(want.base_flops_per_token, rel=1e-12)
+    assert got.extra_flops_per_token == pytest.approx(want.extra_flops_per_token, rel=1e-9, abs=1e-9)
+    assert got.flops_ratio_merged == pytest.approx(want.flops_ratio_merged, rel=1e-9, abs=1e-12)
+    assert got.mergeable == want.mergeable
+    assert got.latency_ratio is None
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gpt2", "tiny_llama"])
+@pytest.mark.parametrize("modules", [
+    (M("lora", {"rank": 4, "targets": ["q", "k", "v", "o", "ffn_in", "ffn_out"]}, [0, 2]),),
+    (M("ia3", {"targets": ["q", "k", "v", "ffn_out"]}, [1, 3]),),
+    (M("prompt", {"length": 6}),),
+    (M("prefix", {"length": 6, "bottleneck": 16}, [0, 1, 2, 3]),),
+    (M("adapter", {"size": 8}, [0, 1]), M("prefix", {"length": 3}, [2, 3])),
+], ids=["lora", "ia3", "prompt", "prefix-mlp", "adapter+prefix"])
+def test_analytic_equals_measured_on_decoders(request, fixture, modules):
+    """GPT-2's fused c_attn, Llama's grouped-query k/v, gate_proj and rotary matmul."""
+    from autopeft.methods import build
+
+    base = request.getfixturevalue(fixture)
+    c = cand(*modules, n=4)
+    built = build(base, c, seed=0)
+    got = measure(built, base, latency=False)
+    want = estimate(c, base.info, num_labels=base.num_labels)
+    assert (got.trainable_params, got.base_params, got.head_params) == \
+        (want.trainable_params, want.base_params, want.head_params)
+    assert got.base_flops_per_token == pytest.approx(want.base_flops_per_token, rel=1e-12)
+    assert got.extra_flops_per_token == pytest.approx(want.extra_flops_per_token, rel=1e-9, abs=1e-9)
+
+
+def test_formulas_against_hand_computed_numbers():
+    info = model_info("minilm")  # BERT: 6 layers, h 384, FFN 1536, vocab 30522, 512 positions
+    # embeddings h*(V + P + 2) + LN 2h; per layer 4(h^2+h) + (hi+i) + (ih+h) + 2 LN (4h); pooler
+    per_layer = 4 * (384 * 384 + 384) + (384 * 1536 + 1536) + (1536 * 384 + 384) + 4 * 384
+    assert base_param_count(info) == 384 * (30522 + 512 + 2) + 2 * 384 + 6 * per_layer + 384 * 384 + 384
+    assert head_param_count(info, 2) == 770
+    lora = estimate(cand(M("lora", {"rank": 8, "targets": ["q", "v"]}, ALL6)), info)
+    assert lora.trainable_params == 6 * 2 * 8 * (384 + 384)  # L * matrices * r(d_in + d_out)
+    assert lora.extra_flops_per_token == 2 * lora.trainable_params  # one MAC per weight
+    assert lora.mergeable and lora.flops_ratio_merged == 0.0 and lora.flops_ratio > 0
+    # Houlsby adapter: 2 adapters per layer, each 2*h*s + h + s
+    houlsby = estimate(cand(M("adapter", {"size": 64, "placement": "houlsby"}, ALL6)), info)
+    assert houlsby.trainable_params == 6 * 2 * (2 * 384 * 64 + 384 + 64)
+    assert not houlsby.mergeable and houlsby.flops_ratio_merged == houlsby.flops_ratio
+    # prefix: P keys+values per layer; every token attends to P more positions (4 P h per layer)
+    prefix = estimate(cand(M("prefix", {"length": 10}, ALL6)), info)
+    assert prefix.trainable_params == 10 * 6 * 2 * 384
+    assert prefix.extra_flops_per_token == 6 * 4 * 10 * 384
+    assert estimate(cand(M("prompt", {"length": 20})), info).trainable_params == 20 * 384
+    ia3 = estimate(cand(M("ia3", {}, ALL6)), info)  # k, v outputs (h) + FFN activation (i)
+    assert ia3.trainable_params == 6 * (384 + 384 + 1536) and ia3.extra_flops_per_token == 0
+    bitfit = estimate(cand(M("bitfit", {}, ALL6)), info)
+    assert bitfit.trainable_params == 6 * (4 * 384 + 1536 + 384)
+    head_only = estimate(cand(), info)
+    assert head_only.trainable_params == 0 and head_only.flops_ratio == 0 and head_only.mergeable
+    # base FLOPs per token: 2 * non-embedding linear weights + 4 L T h + pooler/head per sequence
+    linear = 4 * 384 * 384 + 2 * 384 * 1536
+    T = 64
+    want = (T * 2 * 6 * linear + 4 * 6 * T * T * 384 + 2 * 384 * 384 + 2 * 384 * 2) / T
+    assert head_only.base_flops_per_token == pytest.approx(want, rel=1e-12)
+
+
+def test_merge_rules():
+    assert is_mergeable(cand(M("lora", {}, ALL6), M("ia3", {}, ALL6), M("bitfit", {}, ALL6)))
+    for t in ("adapter", "parallel_adapter", "prefix", "unipelt", "mam"):
+        assert not is_mergeable(cand(M(t, {}, ALL6)))
+    assert not is_mergeable(cand(M("prompt", {})))
+    info = model_info("minilm")
+    mixed = estimate(cand(M("lora", {"rank": 4}, [0, 1]), M("adapter", {"size": 8}, ALL6)), info)
+    adapter_only = estimate(cand(M("adapter", {"size": 8}, ALL6)), info)
+    assert mixed.flops_ratio > adapter_only.flops_ratio
+    # after merging only the adapter's FLOPs remain (LoRA in a mixture adapts q separately)
+    assert mixed.flops_ratio_merged == pytest.approx(adapter_only.flops_ratio, rel=1e-12)
+
+
+def test_measure_caches_the_base_and_restores_the_model(minilm, monkeypatch):
+    from autopeft import cost
+    from autopeft.methods import build
+
+    built = build(minilm, MINILM_CASES["adapter-pfeiffer"], seed=0)
+    built.model.train()
+    grads = {n: p.requires_grad for n, p in built.model.named_parameters()}
+    cost.clear_cache()
+    calls = []
+    real = cost._forward_flops
+    monkeypatch.setattr(cost, "_forward_flops", lambda m, x: calls.append(m) or real(m, x))
+    first = measure(built, minilm, latency=True, repeats=2)
+    second = measure(built, minilm, latency=False)
+    assert len(calls) == 3  # base once (cached), candidate twice
+    assert first.extra_flops_per_token == second.extra_flops_per_token > 0
+    assert isinstance(first.latency_ratio, float) and first.latency_ratio > -1
+    assert built.model.training  # measure ran in eval mode and put the mode back
+    assert {n: p.requires_grad for n, p in built.model.named_parameters()} == grads
+    assert minilm.model.training is False
+
+
+def test_import_stays_light_and_estimate_needs_no_torch():
+    code = ("import sys, autopeft.cost as c; from autopeft.models import model_info; "
+            "from autopeft.candidate import Candidate, ModuleConfig as M; "
+            "print(c.estimate(Candidate((M('lora', {}, [0, 1]),), {}, 6), model_info('minilm'))"
+            ".trainable_params); assert 'torch' not in sys.modules, 'torch imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(2 * 2 * 8 * 768)
+
+
+def test_summarize_default_space_is_exact_and_reproducible():
+    from autopeft.space import load_space
+
+    bound = load_space("default.yaml").bind(6, 384)
+    lines = summarize_space(bound, "minilm")
+    assert lines == summarize_space(bound, "minilm", seed=1)  # enumerated: the seed is moot
+    text = "\n".join(lines)
+    assert "exact, over all" in text and "22,713,216 base parameters" in text
+    # the smallest default candidate is IA3 everywhere, the largest a Houlsby adapter (64)
+    assert "min 13,824 (0.061%)" in text
+    assert f"max {6 * 2 * (2 * 384 * 64 + 384 + 64):,}" in text
+    assert "770 parameters for 2 labels" in text
+
+
+def test_summarize_sampled_space_finds_the_largest_candidate():
+    from autopeft.space import load_space
+
+    bound = load_space("autopeft_paper.yaml").bind(6, 384)
+    lines = summarize_space(bound, "minilm", n=16, seed=3)
+    assert lines == summarize_space(bound, "minilm", n=16, seed=3)
+    info = model_info("minilm")
+    biggest = estimate(cand(M("adapter", {"size": 384}, ALL6), M("parallel_adapter", {"size": 384}, ALL6),
+                            M("prefix", {"length": 384}, ALL6)), info)
+    text = "\n".join(lines)
+    assert "16 samples (seed 3)" in text
+    assert f"max {biggest.trainable_params:,}" in text  # found by the coordinate search
+    assert "min 0 (0.000%)" in text  # everything off: the head-only baseline
+
+
+def test_summarize_reports_candidates_the_model_cannot_take():
+    from autopeft.space import load_space
+
+    info = model_info("tiny-llama")
+    lines = summarize_space(load_space("default.yaml").bind(info.num_layers, info.hidden_size),
+                            "tiny-llama")
+    assert any("cannot be built on tiny-llama" in line and "BitFit" in line for line in lines)
