@@ -109,10 +109,12 @@ Errors are SpaceError; each names the file and line, the YAML path, the offendin
 and a fix. Parsing is strict: duplicate keys, unknown keys, wrong types, empty choices,
 low >= high and impossible combinations are errors. Pure Python + numpy + PyYAML.
 '''
+from autopeft.space.bound import BoundSpace
+from autopeft.space.decision import Decision
 from autopeft.space.layers import LayerSpec
 from autopeft.space.loader import load_space, parse_space, read_yaml
-from autopeft.space.params import Decision, ParamDef
-from autopeft.space.space import BoundSpace, Entry, SearchSpace
+from autopeft.space.params import ParamDef
+from autopeft.space.space import Entry, SearchSpace
 
 __all__ = ["BoundSpace", "Decision", "Entry", "LayerSpec", "ParamDef", "SearchSpace",
            "load_space", "parse_space", "read_yaml"]

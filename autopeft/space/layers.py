@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from autopeft.space.decision import Decision, same_key
 from autopeft.space.errors import Where, did_you_mean, join, show, type_name
-from autopeft.space.params import Decision, same_key
 
 FORM_WORDS = ("all", "mask")
 FORM_KEYS = ("first", "last", "indices", "groups")
