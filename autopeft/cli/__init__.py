@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:
+        # The ML libraries log chatty notes at WARNING ("Some weights ... newly initialized"
+        # for the classifier head we are about to train); keep them for -vv.
+        for noisy in ("transformers", "adapters", "peft", "datasets", "ray", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
