@@ -23,6 +23,8 @@ from typing import Any, Mapping
 
 from autopeft.moduletypes import MODULE_TYPES, TARGETS
 
+_SCALED_INITS = ("zero", "xavier", "kaiming", "gaussian")
+
 
 @dataclass(frozen=True)
 class ModuleConfig:
@@ -70,7 +72,8 @@ class ModuleConfig:
         bits = []
         for p in spec.params:
             v = self.params[p.name]
-            if p.name in ("init_scale",) and self.params.get("init") in ("default",):
+            # the scale only means something for the scaled inits
+            if p.name == "init_scale" and self.params.get("init") not in _SCALED_INITS:
                 continue
             if isinstance(v, tuple):
                 v = "+".join(v)
