@@ -1,6 +1,6 @@
 '''The search-space DSL: which PEFT setups a search may try, written as YAML.
 
-Reference (docs/DSL.md carries the same text for the README)
+Reference (the README's "The search-space DSL" section carries the same text)
 =============================================================
 
 A space file::
