@@ -169,9 +169,9 @@ def model_info(ref: str | None = None) -> ModelInfo:
     cfg, path = _read_config(ref)
     model_type = str(cfg.get("model_type", ""))
     hidden = int(_first(cfg, "hidden_size", "n_embd", "d_model", default=0))
-    heads = int(_first(cfg, "num_attention_heads", "n_head", default=0))
+    heads = int(_first(cfg, "num_attention_heads", "n_head", "num_heads", default=0))
     layers = int(_first(cfg, "num_hidden_layers", "n_layer", "num_layers", default=0))
-    inter = _first(cfg, "intermediate_size", "n_inner", "ffn_dim")
+    inter = _first(cfg, "intermediate_size", "n_inner", "ffn_dim", "d_ff")
     if inter is None:  # GPT-2 convention: n_inner None means 4 * n_embd
         inter = 4 * hidden
     if not (hidden and heads and layers):

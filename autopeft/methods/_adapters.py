@@ -5,11 +5,8 @@ All parts of a candidate go into one adapter named "autopeft" whose config is a 
 is read per block at add time (ModelAdaptersConfig.match): a block is added to layer i
 unless i is in its leave_out, which is exact for bottleneck, LoRA/IA3 and prefix blocks.
 
-adapters names the FFN LoRA sites per model, and not always by meaning:
-    bert   intermediate_lora -> intermediate.dense (ffn_in),  output_lora -> output.dense (ffn_out)
-    gpt2   intermediate_lora -> mlp.c_fc (ffn_in),            output_lora -> mlp.c_proj (ffn_out)
-    llama  intermediate_lora -> mlp.down_proj (ffn_out),      output_lora -> mlp.up_proj only
-           (no gate_proj, so LoRA/IA3 on Llama's ffn_in cannot be honoured in a mixture)
+adapters names the FFN LoRA sites per model, not always by meaning: see
+autopeft.methods.targets.ADAPTERS_FFN_FLAGS (Llama's ffn_in cannot be adapted exactly).
 After building, the sites that really got LoRA weights are checked against the request.
 """
 from __future__ import annotations
@@ -19,20 +16,12 @@ from typing import Any
 
 from autopeft.candidate import Candidate, ModuleConfig
 from autopeft.methods.init import Projection, apply_init
-from autopeft.methods.targets import FAMILY_TARGETS, split_name
+from autopeft.methods.targets import ADAPTERS_FFN_FLAGS, FAMILY_TARGETS, split_name
 from autopeft.methods.validate import fail
 
 logger = logging.getLogger(__name__)
 
 NAME = "autopeft"
-
-# family -> our FFN target -> the adapters LoRA flag that covers it exactly
-_FFN_FLAGS = {
-    "bert": {"ffn_in": "intermediate_lora", "ffn_out": "output_lora"},
-    "gpt2": {"ffn_in": "intermediate_lora", "ffn_out": "output_lora"},
-    "llama": {"ffn_out": "intermediate_lora"},
-}
-
 
 def _leave_out(m: ModuleConfig, num_layers: int) -> list[int]:
     chosen = set(m.layers or ())
@@ -48,13 +37,7 @@ def _reduction(hidden: int, size: int) -> float:
 def _lora_config(ad: Any, candidate: Candidate, m: ModuleConfig, info: Any, leave_out: list[int],
                  cls: Any, **extra: Any) -> Any:
     targets = tuple(m.params.get("targets", ("q", "v")))
-    flags = _FFN_FLAGS.get(info.family, {})
-    for t in ("ffn_in", "ffn_out"):
-        if t in targets and t not in flags:
-            raise fail(candidate, f"{m.type} on {t} of a {info.family} model cannot be expressed "
-                       f"exactly in a mixture (AdapterHub adapters adapts "
-                       f"{'+'.join(FAMILY_TARGETS[info.family][t])} only partly)",
-                       f"drop {t} from the {m.type} targets, or use {m.type} alone (peft)")
+    flags = ADAPTERS_FFN_FLAGS[info.family]  # validate() refused targets missing here
     attn = [t for t in ("q", "k", "v") if t in targets]
     kwargs = dict(selfattn_lora=bool(attn), attn_matrices=attn or ["q"],
                   intermediate_lora=False, output_lora=False, leave_out=leave_out, **extra)
@@ -130,6 +113,11 @@ def build_adapters(model: Any, candidate: Candidate, modules: list[ModuleConfig]
         model.train_adapter(NAME)
     finally:
         mixin_logger.removeFilter(_drop_inactive_warning)
+    if info.family in ("gpt2", "llama") and any(isinstance(c, ad.PrefixTuningConfig)
+                                                 for c in configs):
+        # adapters 1.3.0's GPT-2/Llama attention drops the prefix under sdpa (measured: the
+        # logits do not move even for large prefixes); its eager path applies it
+        model.set_attn_implementation("eager")
     if own_parallel:
         from autopeft.methods._own import add_parallel_adapters
 

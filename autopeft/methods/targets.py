@@ -71,6 +71,18 @@ HAS_BIASES = {"bert": True, "gpt2": True, "llama": False}
 
 KNOWN_FAMILIES = tuple(FAMILY_TARGETS)
 
+# AdapterHub adapters (LoRA/IA3 in a mixture) names the FFN LoRA sites per model, and not
+# always by meaning; family -> our FFN target -> the LoRAConfig flag that covers it exactly:
+#   bert   intermediate_lora -> intermediate.dense, output_lora -> output.dense
+#   gpt2   intermediate_lora -> mlp.c_fc,           output_lora -> mlp.c_proj
+#   llama  intermediate_lora -> mlp.down_proj,      output_lora -> mlp.up_proj only (no
+#          gate_proj), so Llama's ffn_in cannot be adapted exactly there
+ADAPTERS_FFN_FLAGS: dict[str, dict[str, str]] = {
+    "bert": {"ffn_in": "intermediate_lora", "ffn_out": "output_lora"},
+    "gpt2": {"ffn_in": "intermediate_lora", "ffn_out": "output_lora"},
+    "llama": {"ffn_out": "intermediate_lora"},
+}
+
 
 def relative_names(family: str, targets: Iterable[str]) -> tuple[str, ...]:
     """The per-layer relative module names for `targets`, deduplicated, in table order."""

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from autopeft.candidate import Candidate, ModuleConfig
 from autopeft.exceptions import CandidateError
-from autopeft.methods.targets import FAMILY_TARGETS, HAS_BIASES, KNOWN_FAMILIES, partial_fused
+from autopeft.methods.targets import (ADAPTERS_FFN_FLAGS, FAMILY_TARGETS, HAS_BIASES,
+                                      KNOWN_FAMILIES, partial_fused)
 
 if TYPE_CHECKING:  # pragma: no cover
     from autopeft.models import ModelInfo
@@ -141,6 +142,14 @@ def _check_mixture(candidate: Candidate, info: "ModelInfo") -> None:
             raise fail(candidate, f"{m.type} on the attention output (o) is not available when "
                        "mixed with other modules (AdapterHub adapters has no such LoRA target)",
                        f"drop 'o' from the {m.type} targets, or use {m.type} alone (peft)")
+        if m.type in ("lora", "ia3") and targets:
+            flags = ADAPTERS_FFN_FLAGS.get(info.family, {})
+            for t in ("ffn_in", "ffn_out"):
+                if t in targets and t not in flags:
+                    raise fail(candidate, f"{m.type} on {t} of a {info.family} model cannot be "
+                               "expressed exactly in a mixture (AdapterHub adapters adapts "
+                               f"{'+'.join(FAMILY_TARGETS[info.family][t])} only partly)",
+                               f"drop {t} from the {m.type} targets, or use {m.type} alone (peft)")
     if "prompt" in parts:
         raise fail(candidate, "prompt tuning can only be combined with bitfit",
                    "use prompt alone (peft), or prefix instead of prompt in the mixture")
