@@ -10,6 +10,7 @@ import pytest
 from autopeft.controllers import Controller, make_controller
 from autopeft.records import Proposal
 from autopeft.space import load_space
+from autopeft.testing.fakes import mixed_space
 from autopeft.testing.controllers import (
     CONTRACT_CHECKS,
     check_no_global_rng,
@@ -100,3 +101,9 @@ def test_contract_catches_unsaved_state(default_space):
 def test_state_names_its_controller(default_space):
     state = make_controller("random", default_space, 1).state_dict()
     assert json.loads(json.dumps(state))["controller"] == "random"
+
+
+@pytest.mark.parametrize("check", CONTRACT_CHECKS, ids=lambda c: c.__name__[6:])
+@pytest.mark.parametrize("name", sorted(CONTROLLERS))
+def test_contract_on_ranges(name, check):
+    check(factory_for(name), mixed_space())

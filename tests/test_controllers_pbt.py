@@ -10,7 +10,13 @@ import pytest
 from autopeft.controllers import make_controller
 from autopeft.records import Proposal, TrialState
 from autopeft.space import load_space
-from autopeft.testing.fakes import AnalyticObjective, Driver, WeightEvaluator, make_record
+from autopeft.testing.fakes import (
+    AnalyticObjective,
+    Driver,
+    WeightEvaluator,
+    make_record,
+    mixed_space,
+)
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +154,28 @@ def test_weights_are_inherited_along_warm_starts(space):
     assert exploits >= 5  # one per round after the first
     # the chains grow: the best final weight beats the best single round-0 trial
     assert max(evaluator.last.values()) > 2 * max(evaluator.last[n] for n in range(4))
+
+
+def test_explore_on_ranges_perturbs_by_the_factors_and_keeps_the_grid():
+    space = mixed_space()
+    ctrl = make_controller("pbt", space, 4, population_size=8, resample_probability=0.0,
+                           rounds=8)
+    n, checked, last = 0, 0, {}
+    for _ in range(7):
+        props, _ = _round(ctrl)
+        by_member = {}
+        for p in props:
+            space.validate(p.assignment)
+            if p.meta["parent"] is not None and "lora.alpha" in p.assignment:
+                parent = last[p.meta["parent"]]
+                alpha = next(d for d in space.decisions if d.name == "lora.alpha")
+                ratio = p.assignment["lora.alpha"] / parent["lora.alpha"]
+                edge = p.assignment["lora.alpha"] in (alpha.low, alpha.high)
+                assert edge or any(math.isclose(ratio, f, rel_tol=1e-9) for f in (0.8, 1.2))
+                d = p.assignment["lora.dropout"]
+                assert math.isclose(d / 0.05, round(d / 0.05), abs_tol=1e-9)
+                checked += 1
+            by_member[p.meta["member"]] = p.assignment
+        last = by_member
+        n = _tell_round(ctrl, props, n, {m: ((m * 7 + n) % 8) / 8 for m in range(8)}, space)
+    assert checked >= 5

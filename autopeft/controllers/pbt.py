@@ -28,6 +28,27 @@ from autopeft.records import Proposal, TrialRecord, TrialState
 logger = logging.getLogger(__name__)
 
 
+def resample(d: Any, rng: np.random.Generator) -> Any:
+    """A fresh value of decision d: uniform (log-uniform for log ranges) within its range,
+    on its step grid; a uniform option for a categorical."""
+    if d.kind not in ("int", "float"):
+        opts = d.options()
+        return opts[int(rng.integers(len(opts)))]
+    if d.log:
+        v = math.exp(rng.uniform(math.log(d.low), math.log(d.high)))
+    else:
+        v = rng.uniform(d.low, d.high)
+    return snap(d, v)
+
+
+def snap(d: Any, v: float) -> int | float:
+    """v clipped to d's range, on its step grid, int for int decisions."""
+    v = min(max(v, d.low), d.high)
+    if d.step:
+        v = d.low + round((v - d.low) / d.step) * d.step
+    return int(round(v)) if d.kind == "int" else float(f"{v:.10g}")
+
+
 class PBTController(Controller):
     name = "pbt"
     SETTINGS = {
@@ -90,14 +111,11 @@ class PBTController(Controller):
             if name not in out:
                 continue  # inactive in this config
             if rng.random() < self.settings["resample_probability"]:
-                out[name] = d.sample(rng)
+                out[name] = resample(d, rng)
                 continue
             factor = float(rng.choice(self.settings["perturb_factors"]))
             if d.kind in ("int", "float"):
-                v = min(max(out[name] * factor, d.low), d.high)
-                if d.step:
-                    v = d.low + round((v - d.low) / d.step) * d.step
-                out[name] = int(round(v)) if d.kind == "int" else float(v)
+                out[name] = snap(d, out[name] * factor)
             else:  # numeric choices move one option up or down; others are resampled
                 opts = list(d.options())
                 if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in opts):
@@ -106,7 +124,7 @@ class PBTController(Controller):
                     pos = min(max(pos + (1 if factor > 1 else -1), 0), len(opts) - 1)
                     out[name] = opts[order[pos]]
                 else:
-                    out[name] = d.sample(rng)
+                    out[name] = resample(d, rng)
         return out
 
     def _current(self) -> list[dict[str, Any]]:

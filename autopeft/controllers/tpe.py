@@ -34,29 +34,37 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def _indexed(decision: Any) -> bool:
+    """Sampled as an index into options(): categoricals and bools (Optuna's choices must
+    be scalars; target sets and layer specs are lists), and log ranges with a step, which
+    Optuna's distributions cannot express."""
+    return decision.kind in ("categorical", "bool") or bool(
+        decision.log and decision.step and decision.step != 1)
+
+
 def distribution(decision: Any) -> Any:
     d = require("optuna").distributions
-    if decision.kind in ("categorical", "bool"):
+    if _indexed(decision):
         return d.CategoricalDistribution(tuple(range(len(decision.options()))))
     if decision.kind == "int":
         return d.IntDistribution(int(decision.low), int(decision.high), log=bool(decision.log),
                                  step=int(decision.step or 1))
     return d.FloatDistribution(float(decision.low), float(decision.high),
-                               log=bool(decision.log),
-                               step=None if decision.log or not decision.step
-                               else float(decision.step))
+                               log=bool(decision.log), step=decision.step or None)
 
 
 def to_param(decision: Any, value: Any) -> Any:
-    """The Optuna parameter value for a space value (an option index for categoricals)."""
-    if decision.kind in ("categorical", "bool"):
+    """The Optuna parameter value for a space value (an option index when indexed)."""
+    if _indexed(decision):
         keys = [_key(o) for o in decision.options()]
+        if _key(value) not in keys:
+            raise ValueError(f"{value!r} is not an option of decision {decision.name!r}")
         return keys.index(_key(value))
     return int(value) if decision.kind == "int" else float(value)
 
 
 def from_param(decision: Any, param: Any) -> Any:
-    if decision.kind in ("categorical", "bool"):
+    if _indexed(decision):
         return decision.options()[int(param)]
     return int(param) if decision.kind == "int" else float(param)
 

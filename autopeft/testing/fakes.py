@@ -22,6 +22,34 @@ import numpy as np
 
 from autopeft.records import Cost, Metrics, Proposal, TrialRecord, TrialState
 
+# A space with a range of every kind (int log, float log, float stepped, float plain, int
+# stepped) under a condition: the shipped spaces are mostly categorical.
+MIXED_SPACE_YAML = """
+space: mixed
+version: 1
+select: any
+modules:
+  lora:
+    rank: {low: 2, high: 64, log: true}
+    alpha: {low: 1.0, high: 64.0, log: true}
+    dropout: {low: 0.0, high: 0.3, step: 0.05}
+    targets: [[q, v], [q, k, v, o]]
+    init: [default, gaussian]
+    init_scale: {low: 0.1, high: 1.0}
+hyperparameters:
+  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
+  batch_size: {low: 8, high: 64, step: 8}
+  warmup_ratio: {low: 0.0, high: 0.2}
+"""
+
+
+def mixed_space(num_layers: int = 6) -> Any:
+    from autopeft.space import parse_space
+
+    return parse_space(MIXED_SPACE_YAML, "<mixed>").bind(num_layers=num_layers,
+                                                         hidden_size=384)
+
+
 BASE_PARAMS = 22_700_000        # MiniLM-L6 (shared/design/FACTS.md)
 BASE_FLOPS_PER_TOKEN = 2 * BASE_PARAMS  # forward pass ~ 2 FLOPs per parameter per token
 
