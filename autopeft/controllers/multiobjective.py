@@ -1,9 +1,10 @@
 """Pareto search over (metric up, params_ratio down, flops_ratio down).
 
 Two Optuna samplers behind the same ask-and-tell controller as tpe (see tpe.py for the
-state and resume rules; nsga2 alone is not stateless, see NSGA2Controller): "motpe" is multi-objective TPE (Ozaki et al. 2020), "nsga2" is
-NSGA-II (Deb et al. 2002). `pareto_front()` returns the completed trials no other completed
-trial dominates; pruned trials are left out of it, their metric being a partial one.
+state and resume rules; nsga2 alone is not stateless, see NSGA2Controller): "motpe" is
+multi-objective TPE (Ozaki et al. 2020), "nsga2" is NSGA-II (Deb et al. 2002).
+`pareto_front()` returns the completed trials no other completed trial dominates; pruned
+trials are left out of it, their metric being a partial one.
 """
 from __future__ import annotations
 
