@@ -16,11 +16,14 @@ families are exercised, not to score well.
 memory; `BaseModel.fresh()` returns an independent copy with the pristine base weights so a
 worker starts every trial from clean weights without re-reading the disk.
 
-fresh() uses copy.deepcopy. Measured on MiniLM (22.7M parameters, 2-core CPU): deepcopy of the
-kept model ~25 ms; building the module from its config and load_state_dict of a kept state
-~150 ms (the constructor's random init dominates; constructing on the meta device and
-loading with assign=True still costs ~40 ms and must clone the kept tensors). See
-tests/test_models.py::test_fresh_copy_is_fast_and_clean.
+fresh() uses copy.deepcopy. Measured on MiniLM (22.7M parameters) on the shared 2-core CPU
+(load average 3-4, so medians are noisy; 15 alternating rounds): deepcopy median 234 ms
+(min 127 ms); building the module from its config + load_state_dict of a kept state 335 ms
+(min 206 ms: the constructor's random init dominates); constructing on the meta device +
+load_state_dict(assign=True) of cloned tensors 277 ms (min 172 ms). load_state_dict into one
+kept module is fastest (min 13 ms) but cannot serve here: peft and adapters rewrite the module
+tree they are given, so each trial needs a new module. On a quiet machine a whole head-only
+build (deepcopy included) took 25 ms.
 """
 from __future__ import annotations
 
