@@ -291,3 +291,30 @@ def test_lstm_state_carries_weights_optimiser_and_generator(space):
     assert {"policy", "optimizer", "generator", "baseline"} <= set(own)
     assert own["optimizer"]["state"], "Adam moments must be saved"
     assert isinstance(own["baseline"], float)
+
+
+# -- edges ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(CONTROLLERS))
+def test_a_space_without_decisions(name):
+    """Everything fixed: every controller proposes the one candidate, none crashes."""
+    from autopeft.space import parse_space
+
+    fixed = parse_space("space: fixed\nversion: 1\nselect: one\nmodules:\n  lora: {rank: 8}\n",
+                        "<fixed>").bind(num_layers=6)
+    assert fixed.decisions == ()
+    driver = objective_driver(AnalyticObjective(fixed))
+    driver.run(make_controller(name, fixed, 0), 10)
+    assert len(driver.proposals) == 10 and all(p.assignment == {} for p in driver.proposals)
+
+
+def test_importing_controllers_loads_no_heavy_module():
+    import subprocess
+    import sys
+
+    code = ("import sys, autopeft.controllers, autopeft.pruners, autopeft.testing.controllers;"
+            "print(sorted(m for m in ('torch', 'optuna', 'yaml', 'matplotlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

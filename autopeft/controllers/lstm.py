@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import math
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -60,10 +61,12 @@ class Policy(torch.nn.Module):
         skip = torch.nn.utils.skip_init  # no global-RNG init; we initialise below
         self.offsets = [0, *np.cumsum(sizes)[:-1].tolist()]
         self.sizes = sizes
-        self.tokens = skip(torch.nn.Embedding, 1 + sum(sizes), hidden)  # 0 = start
-        self.positions = skip(torch.nn.Embedding, len(sizes), hidden)
-        self.cell = skip(torch.nn.LSTMCell, hidden, hidden)
-        self.head = skip(torch.nn.Linear, hidden, sum(sizes))
+        with warnings.catch_warnings():  # a space without decisions has empty tables
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            self.tokens = skip(torch.nn.Embedding, 1 + sum(sizes), hidden)  # 0 = start
+            self.positions = skip(torch.nn.Embedding, len(sizes), hidden)
+            self.cell = skip(torch.nn.LSTMCell, hidden, hidden)
+            self.head = skip(torch.nn.Linear, hidden, sum(sizes))
         with torch.no_grad():
             for p in self.parameters():
                 p.uniform_(-0.1, 0.1, generator=generator)
@@ -169,9 +172,11 @@ class LSTMController(Controller):
         for (codes, _), r in zip(self._batch, rewards):
             logp, ent = self.policy.score(codes)
             losses.append(-(r - self.baseline) * logp - s["entropy_weight"] * ent)
-        self.optimizer.zero_grad()
-        torch.stack(losses).mean().backward()
-        self.optimizer.step()
+        loss = torch.stack(losses).mean()
+        if loss.requires_grad:  # False only when no rollout had an active decision
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
         d = s["baseline_decay"]
         self.baseline = d * self.baseline + (1 - d) * mean
         self.updates += 1
