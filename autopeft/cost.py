@@ -50,6 +50,7 @@ MERGEABLE = {"lora": True, "ia3": True, "bitfit": True, "adapter": False,
 SEQ_LEN = 64
 BATCH = 8
 REPEATS = 3  # timed forwards per model (alternating candidate/base); medians compared
+LATENCY_BUDGET_S = 0.6  # stop timing after this long (keeps measure() near 1 s on MiniLM)
 
 
 def is_mergeable(candidate: Candidate) -> bool:
@@ -387,10 +388,12 @@ def _forward_flops(model: Any, inputs: dict[str, Any]) -> float:
     return float(counter.get_total_flops())
 
 
-def _paired_seconds(model: Any, base_model: Any, inputs: dict[str, Any],
-                    repeats: int) -> tuple[float, float]:
+def _paired_seconds(model: Any, base_model: Any, inputs: dict[str, Any], repeats: int,
+                    budget_s: float) -> tuple[float, float]:
     """Median forward time of the candidate and of the base, timed in alternation so that a
-    change in the machine's load hits both alike."""
+    change in the machine's load hits both alike. Stops after `repeats` pairs, or earlier
+    once `budget_s` seconds are spent (at least one pair): a loaded machine costs precision,
+    not time."""
     import torch
 
     cuda = inputs["input_ids"].device.type == "cuda"
@@ -405,10 +408,13 @@ def _paired_seconds(model: Any, base_model: Any, inputs: dict[str, Any],
         return time.perf_counter() - t0
 
     cand, base = [], []
+    start = time.perf_counter()
     with torch.no_grad():
-        for _ in range(repeats):
+        for _ in range(max(1, repeats)):
             cand.append(timed(model))
             base.append(timed(base_model))
+            if time.perf_counter() - start > budget_s:
+                break
     return statistics.median(cand), statistics.median(base)
 
 
@@ -455,14 +461,16 @@ def _base_stats(base: "BaseModel", base_model: Any, seq_len: int) -> _BaseStats:
 
 
 def measure(built: Any, base: "BaseModel", *, seq_len: int = SEQ_LEN, batch: int = BATCH,
-            latency: bool = True, repeats: int = REPEATS) -> Cost:
+            latency: bool = True, repeats: int = REPEATS,
+            latency_budget_s: float = LATENCY_BUDGET_S) -> Cost:
     """Measure a built candidate against its base model on a fixed reference batch.
 
     Parameters are counted from the model's tensors. FLOPs are counted with FlopCounterMode
     on one reference sequence (every op here is per sequence, so a batch costs exactly
     `batch` times as much); the base model's count is cached per (model, labels, seq_len,
     device). Latency: `repeats` forwards of the (batch x seq_len) reference batch through the
-    candidate and the base, alternating, medians compared. The base is timed again each call
+    candidate and the base, alternating, medians compared, within `latency_budget_s` (at
+    least one pair). The base is timed again each call
     on purpose: on a shared machine a cached base time drifts with the load (we saw ratios
     of -75% against a base timed a minute earlier). Merged FLOPs subtract the analytic
     unmerged FLOPs of the modules that merge (exact for LoRA: its two matmuls are all it adds).
@@ -481,7 +489,8 @@ def measure(built: Any, base: "BaseModel", *, seq_len: int = SEQ_LEN, batch: int
         if latency:
             inputs = _reference_batch(model, info.vocab_size, batch, seq_len)
             with _EvalMode(base_model):
-                t_cand, t_base = _paired_seconds(model, base_model, inputs, repeats)
+                t_cand, t_base = _paired_seconds(model, base_model, inputs, repeats,
+                                                 latency_budget_s)
             lat = (t_cand - t_base) / t_base
     base_fpt = stats.flops_per_seq / seq_len
     extra = (flops - stats.flops_per_seq) / seq_len

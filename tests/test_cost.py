@@ -198,3 +198,19 @@ def test_summarize_reports_candidates_the_model_cannot_take():
     lines = summarize_space(load_space("default.yaml").bind(info.num_layers, info.hidden_size),
                             "tiny-llama")
     assert any("cannot be built on tiny-llama" in line and "BitFit" in line for line in lines)
+
+
+def test_latency_timing_stops_at_its_budget(minilm):
+    from autopeft.methods import build
+
+    built = build(minilm, MINILM_CASES["lora"], seed=0)
+    calls = []
+    handle = built.model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        measure(built, minilm, repeats=50, latency_budget_s=0.0)
+        assert len(calls) == 2  # the FLOP-counting forward and one timed pair
+        calls.clear()
+        measure(built, minilm, repeats=3, latency_budget_s=1e9)
+        assert len(calls) == 4
+    finally:
+        handle.remove()
