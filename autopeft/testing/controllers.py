@@ -62,20 +62,25 @@ def check_proposals_legal(factory: Factory, space: Any, n: int = N) -> None:
                 f"finished (finished: {sorted(finished)})")
 
 
-def check_state_round_trip(factory: Factory, space: Any, k: int = 10, n: int = N) -> None:
-    """Save mid-flight, load into a new controller (same seed), continue: same stream."""
+def check_state_round_trip(factory: Factory, space: Any, n: int = N,
+                           at: tuple[int, ...] = (3, 10, 17)) -> None:
+    """Save mid-flight (after ask k, trials still running), load into a new controller with
+    the same seed, continue: the same stream as without the interruption."""
     whole = _stream(_driver(space).run(factory(space, 9), n))
-    driver = _driver(space)
-    first = factory(space, 9)
-    driver.run(first, k)
-    saved = json.loads(json.dumps(first.state_dict()))  # through JSON, as storage does
-    second = factory(space, 9)
-    second.load_state_dict(saved)
-    driver.run(second, n)
-    resumed = _stream(driver.proposals)
-    for i, (x, y) in enumerate(zip(whole, resumed)):
-        assert x == y, f"after a state round trip at {k}, proposal {i} differs:\n{x}\n{y}"
-    assert len(resumed) == len(whole) == n
+    assert len(whole) == n, f"expected {n} proposals, got {len(whole)}"
+    for k in at:
+        driver = _driver(space)
+        first = factory(space, 9)
+        driver.run(first, k)
+        saved = json.loads(json.dumps(first.state_dict()))  # through JSON, as storage does
+        second = factory(space, 9)
+        second.load_state_dict(saved)
+        driver.run(second, n)
+        resumed = _stream(driver.proposals)
+        for i, (x, y) in enumerate(zip(whole, resumed)):
+            assert x == y, (f"after a state round trip at {k}, proposal {i} differs:\n{x}\n"
+                            f"{y}")
+        assert len(resumed) == n
 
 
 def check_state_json_safe(factory: Factory, space: Any, n: int = N) -> None:
