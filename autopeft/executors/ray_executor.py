@@ -222,6 +222,8 @@ class RayExecutor(Executor):
         self._gpus = float(gpus_per_trial)
         self._max_restarts = max_restarts
         self.restarts = 0
+        self._startup_deaths = 0  # in a row: workers that died before they were ready
+        self._last_death = ""
         self._queue: collections.deque[EvalRequest] = collections.deque()
         self._slots: list[_Slot] = []
         self._closed = False
@@ -277,16 +279,26 @@ class RayExecutor(Executor):
         return _Slot(actor=actor, ready_ref=actor.ready.remote())
 
     def _replace(self, slot: _Slot, why: str) -> None:
-        """Kill what is left of a slot's actor and start another, within max_restarts."""
+        """Kill what is left of a slot's actor and start another, within max_restarts.
+
+        Workers that keep dying before they are ready (2 x workers in a row, at least 3)
+        mean a broken setup, not bad luck: replacing them would only spin.
+        """
         try:
             ray.kill(slot.actor, no_restart=True)
         except Exception:  # noqa: BLE001 - it is usually dead already
             pass
         self._slots.remove(slot)
+        self._last_death = why
         if self.restarts >= self._max_restarts:
             logger.error("worker %s died (%s) and max_restarts=%d replacements are used up; "
                          "%d worker(s) left", slot.worker, why, self._max_restarts,
                          len(self._slots))
+            return
+        if self._startup_deaths >= max(3, 2 * self._workers):
+            logger.error("%d workers in a row died before they were ready; not replacing "
+                         "any more (%d left). Last error: %s", self._startup_deaths,
+                         len(self._slots), why)
             return
         self.restarts += 1
         logger.warning("worker %s died (%s); starting a replacement (%d/%d)", slot.worker,
@@ -344,8 +356,10 @@ class RayExecutor(Executor):
             try:
                 slot.info = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                self._replace(slot, f"while starting: {_first_line(exc)}")
+                self._startup_deaths += 1
+                self._replace(slot, f"while starting: {exc}")
                 return None
+            self._startup_deaths = 0
             if slot.info.get("init_error"):
                 logger.error("worker %s could not create its evaluator: %s", slot.worker,
                              slot.info["init_error"])
@@ -383,10 +397,10 @@ class RayExecutor(Executor):
         """Queued requests that no worker will ever take (all replacements used up)."""
         if self._slots or not self._queue:
             return []
-        text = (f"no Ray worker is left: every worker died and max_restarts="
-                f"{self._max_restarts} replacements are used up.\n  fix: check the worker "
-                f"logs in the Ray session directory (/tmp/ray/session_latest/logs), then "
-                f"resume the study")
+        text = (f"no Ray worker is left: every worker died and no more are started "
+                f"({self.restarts} replacement(s) made, max_restarts={self._max_restarts}). "
+                f"Last error: {self._last_death}\n  fix: check the worker logs in the Ray "
+                f"session directory (/tmp/ray/session_latest/logs), then resume the study")
         out = [Outcome(trial_number=r.trial_number, attempt=r.attempt, error=text,
                        error_kind="fatal") for r in self._queue]
         self._queue.clear()
@@ -401,12 +415,13 @@ class RayExecutor(Executor):
                 for s in self._slots]
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
-        """Block until every worker has created its evaluator (or timeout): optional."""
+        """Block until every worker has created its evaluator: True; False on timeout or
+        when no worker is left. Optional (dispatch waits for readiness anyway)."""
         deadline = time.monotonic() + timeout
         while True:
             pending = [s.ready_ref for s in self._slots if s.ready_ref is not None]
             if not pending:
-                return True
+                return bool(self._slots)
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
