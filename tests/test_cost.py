@@ -132,7 +132,7 @@ def test_merge_rules():
 
 
 def test_measure_caches_the_base_and_restores_the_model(minilm, monkeypatch):
-    from autopeft import cost
+    from autopeft.cost import measured as cost
     from autopeft.methods import build
 
     built = build(minilm, MINILM_CASES["adapter-pfeiffer"], seed=0)
