@@ -136,7 +136,8 @@ def load_exported(path: str | Path) -> tuple[Candidate, dict[str, Any]]:
         raise ExportError(f"{file}: at candidate: {exc}.\n  fix: correct the module entry "
                           f"(see autopeft.moduletypes) or re-export the candidate") from exc
     prov = dict(doc.get("provenance") or {})
-    prov.setdefault("model", (doc.get("model") or {}).get("ref"))
+    if prov.get("model") is None:
+        prov["model"] = (doc.get("model") or {}).get("ref")
     prov["artifact"] = doc.get("artifact") or {}
     return candidate, prov
 
@@ -164,7 +165,8 @@ def _plain(value: Any) -> Any:
 
 def _provenance(given: Mapping[str, Any] | None, model_ref: str) -> dict[str, Any]:
     prov: dict[str, Any] = {k: _plain(v) for k, v in (given or {}).items()}
-    prov.setdefault("model", model_ref)
+    if prov.get("model") is None:  # a study's experiment may leave the model to the default
+        prov["model"] = model_ref
     prov["autopeft_version"] = __version__
     prov["library_versions"] = library_versions()  # what wrote the files, whatever was given
     prov["exported_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

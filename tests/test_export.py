@@ -57,6 +57,13 @@ def test_configs_only_export_round_trips(tmp_path, name):
     assert load_exported(out / CANDIDATE_FILE)[0] == c  # the yaml path works too
 
 
+def test_a_model_left_to_the_default_is_recorded(tmp_path):
+    out = export_candidate(CASES["ia3"][0], tmp_path / "d", model_ref=None,
+                           provenance={"model": None, "trial": 2})
+    _, prov = load_exported(out)
+    assert prov["model"] == "minilm" and prov["trial"] == 2
+
+
 def test_peft_config_loads_with_plain_peft(tmp_path):
     peft = pytest.importorskip("peft")
     c, _, _ = CASES["lora"]
