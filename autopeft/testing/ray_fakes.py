@@ -6,7 +6,8 @@ tune it with `experiment["fake"]`, a dict of:
     sleep        seconds one trial takes, spread over its steps (default 0.0)
     steps        intermediate reports per trial (default 4)
     started_dir  a folder where each trial writes "started-<trial>-<attempt>" when it
-                 begins (tests wait for it before killing a worker mid-trial)
+                 begins (tests wait for it before killing a worker mid-trial), and each
+                 evaluator "created-<pid>-<n>" when it is created (workers reuse theirs)
     marker       a file path: `self_killing` kills its own process the first time it runs
                  a trial (the file does not exist yet), then creates the file
     work         `cpu_bound`: units of CPU work per trial (one unit ~ 1 MB hashed)
@@ -68,7 +69,10 @@ class FakeEvaluator(Evaluator):
         self.marker = cfg.get("marker")
         self.work = int(cfg.get("work", 0))
         self.pid = os.getpid()
-        self.calls = 0  # trials served by this instance: shows that workers are reused
+        self.calls = 0  # trials served by this instance
+        if self.started_dir:
+            n = len(list(Path(self.started_dir).glob(f"created-{self.pid}-*")))
+            Path(self.started_dir, f"created-{self.pid}-{n}").write_text(mode)
 
     def evaluate(self, request: EvalRequest, reporter: Reporter) -> Metrics:
         self.calls += 1
@@ -96,8 +100,7 @@ class FakeEvaluator(Evaluator):
             step = request.start_step + i
             value = round(final * (i / self.steps) ** 0.5, 6)
             curve.append((step, value))
-            if self.mode == "self_kill" and self.marker and not os.path.exists(self.marker):
-                Path(self.marker).write_text(str(os.getpid()))
+            if self.mode == "self_kill" and self.marker and _claim(self.marker):
                 os.kill(os.getpid(), signal.SIGKILL)  # mid-trial, no clean-up: a real crash
             if not reporter.report(request.trial_number, step, value):
                 pruned = True
@@ -107,6 +110,17 @@ class FakeEvaluator(Evaluator):
                        steps=len(curve),
                        train_seconds=measured if self.mode == "cpu" else self.sleep,
                        pruned=pruned, extra={"fake": self.mode})
+
+
+def _claim(marker: str) -> bool:
+    """Create `marker` holding our pid; False if it exists (exclusive: one worker wins)."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
 
 
 def _burn(units: float) -> float:
@@ -146,6 +160,29 @@ def self_killing(experiment: Mapping[str, Any]) -> Evaluator:
 def cpu_bound(experiment: Mapping[str, Any]) -> Evaluator:
     """Burns `work` units of single-thread CPU per trial; train_seconds is measured."""
     return FakeEvaluator(experiment, "cpu")
+
+
+class _EnvProbe(FakeEvaluator):
+    """Reports the thread settings it runs under in Metrics.extra (imports torch)."""
+
+    def __init__(self, experiment: Mapping[str, Any]) -> None:
+        super().__init__(experiment, "ok")
+        import torch  # noqa: F401 - loaded like a real evaluator would, before the first trial
+
+    def evaluate(self, request: EvalRequest, reporter: Reporter) -> Metrics:
+        import dataclasses
+
+        import torch
+
+        metrics = super().evaluate(request, reporter)
+        probe = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                 "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+                 "torch_threads": torch.get_num_threads(), "pid": os.getpid()}
+        return dataclasses.replace(metrics, extra={**metrics.extra, **probe})
+
+
+def env_probe(experiment: Mapping[str, Any]) -> Evaluator:
+    return _EnvProbe(experiment)
 
 
 def broken_setup(experiment: Mapping[str, Any]) -> Evaluator:
