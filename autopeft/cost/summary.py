@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 SUMMARY_SAMPLES = 256
+MIN_SAMPLES = 64  # samples cost microseconds each; fewer would make the median meaningless
 EXHAUSTIVE_LIMIT = 5000  # enumerate every architecture of a space up to this many
 
 
@@ -21,9 +22,10 @@ def summarize_space(bound: Any, model_ref: str | None = None, n: int = SUMMARY_S
     """Lines describing the cost range of a bound space on a model, without training.
 
     Uses the analytic `estimate`. Hyperparameters (hp.*) do not change the cost, so when the
-    space has at most EXHAUSTIVE_LIMIT architectures they are all enumerated and the figures
-    are exact; otherwise `n` samples (numpy Generator seeded with `seed`) plus the two
-    extremes found by coordinate search from the largest and smallest sample.
+    space has at most EXHAUSTIVE_LIMIT architectures they are all enumerated and every figure
+    is exact (the median is over distinct architectures). Otherwise max(n, MIN_SAMPLES)
+    samples drawn with numpy.random.default_rng(seed) give the median, and min and max also
+    include the extremes found by a coordinate search from the largest and smallest sample.
     """
     import numpy as np
 
@@ -45,32 +47,36 @@ def summarize_space(bound: Any, model_ref: str | None = None, n: int = SUMMARY_S
     if everything is not None:
         for assignment in everything:
             consider(assignment)
+        pool = [r[1] for r in seen.values() if r is not None]
         how = f"exact, over all {len(seen)} architectures of the space"
     else:
         rng = np.random.default_rng(seed)
-        samples = [bound.sample(rng) for _ in range(max(1, n))]
+        samples = [bound.sample(rng) for _ in range(max(n, MIN_SAMPLES))]
         scored = [(consider(a), a) for a in samples]
-        scored = [(c.trainable_params, a) for c, a in scored if c is not None]
+        scored = [(c, a) for c, a in scored if c is not None]
+        pool = [c for c, _ in scored]
         if scored:
-            scored.sort(key=lambda r: r[0])
+            scored.sort(key=lambda r: r[0].trainable_params)
             for sign, start in ((1, scored[-1][1]), (-1, scored[0][1])):
-                _coordinate_search(bound, start, lambda a: consider(a), sign)
-        how = f"over {len(samples)} samples (seed {seed}) and a search for both extremes"
-    rows = [r for r in seen.values() if r is not None]
+                _coordinate_search(bound, start, consider, sign)
+        how = (f"median over {len(samples)} samples (seed {seed}); min and max also from a "
+               f"search for both extremes")
+    rows = sorted((r for r in seen.values() if r is not None),
+                  key=lambda r: (r[1].trainable_params, r[1].flops_ratio))
     lines = [f"cost on {info.ref}: {base_param_count(info):,} base parameters (head excluded), "
              f"FLOPs per token at {seq_len} tokens; {how}"]
     if rows:
-        rows.sort(key=lambda r: (r[1].trainable_params, r[1].flops_ratio))
-        params = [c.trainable_params for _, c in rows]
-        pct = [c.params_ratio for _, c in rows]
-        mid = len(rows) // 2
+        lo, hi = rows[0][1], rows[-1][1]
+        mid = sorted(pool, key=lambda c: c.trainable_params)[len(pool) // 2]
         fl = sorted(c.flops_ratio for _, c in rows)
-        flm = sorted(c.flops_ratio_merged for _, c in rows)
+        fl_mid = sorted(c.flops_ratio for c in pool)[len(pool) // 2]
+        merged_max = max(c.flops_ratio_merged for _, c in rows)
         lines += [
-            f"  trainable parameters   min {params[0]:,} ({100 * pct[0]:.3f}%)   median "
-            f"{params[mid]:,} ({100 * pct[mid]:.3f}%)   max {params[-1]:,} ({100 * pct[-1]:.3f}%)",
-            f"  extra FLOPs per token  min {100 * fl[0]:+.2f}%   median {100 * fl[len(fl) // 2]:+.2f}%"
-            f"   max {100 * fl[-1]:+.2f}%   (after merging: max {100 * flm[-1]:+.2f}%)",
+            f"  trainable parameters   min {lo.trainable_params:,} ({100 * lo.params_ratio:.3f}%)"
+            f"   median {mid.trainable_params:,} ({100 * mid.params_ratio:.3f}%)"
+            f"   max {hi.trainable_params:,} ({100 * hi.params_ratio:.3f}%)",
+            f"  extra FLOPs per token  min {100 * fl[0]:+.2f}%   median {100 * fl_mid:+.2f}%"
+            f"   max {100 * fl[-1]:+.2f}%   (after merging: max {100 * merged_max:+.2f}%)",
             f"  smallest: {rows[0][0].summary()}",
             f"  largest:  {rows[-1][0].summary()}",
             f"  every candidate also trains the classifier head: "
