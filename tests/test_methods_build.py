@@ -323,3 +323,22 @@ def test_training_lowers_loss_and_keeps_base_weights(minilm, minilm_batch, case)
     for n, p in model.named_parameters():
         if n in frozen:
             assert torch.equal(p, frozen[n]), f"frozen weight {n} changed in training"
+
+
+def test_built_model_with_our_parallel_adapter_copies_and_pickles(minilm, minilm_batch):
+    """Our hooks are bound methods: a copy runs its own branch, not the original's."""
+    import copy
+    import io
+
+    import torch
+
+    built = built_for(minilm, next(c for c in CASES if c.id == "autopeft-paper"))
+    batch, _ = minilm_batch
+    before = logits(built.model, batch)
+    clone = copy.deepcopy(built.model)
+    assert torch.equal(logits(clone, batch), before)
+    with torch.no_grad():
+        clone.bert.encoder.layer[1].autopeft_parallel.up.weight.normal_(0, 1.0)
+    assert not torch.allclose(logits(clone, batch), before)
+    assert torch.equal(logits(built.model, batch), before)
+    torch.save(built.model.bert.encoder.layer[1].autopeft_parallel, io.BytesIO())

@@ -41,30 +41,13 @@ def enable_bitfit(model: Any, family: str, layers: Iterable[int], targets: Itera
     return out
 
 
-def _make_branch(hidden: int, size: int, activation: str, scaling: float) -> Any:
-    import torch
-    from transformers.activations import get_activation
-
-    class ParallelFFNAdapter(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.down = torch.nn.Linear(hidden, size)
-            self.act = get_activation(activation)
-            self.up = torch.nn.Linear(size, hidden)
-            self.scaling = scaling
-            self._x = None
-
-        def forward(self, x: Any) -> Any:
-            return self.up(self.act(self.down(x))) * self.scaling
-
-    return ParallelFFNAdapter()
-
-
 def add_parallel_adapters(model: Any, family: str, layers: Iterable[int], hidden: int, size: int,
                           activation: str, scaling: float, init: str, init_scale: float,
                           generator: Any) -> list[Any]:
     """Attach a parallel adapter beside the FFN of each chosen layer (trainable)."""
     import torch
+
+    from autopeft.methods._modules import ParallelFFNAdapter
 
     wanted = set(layers)
     layer_modules = {}
@@ -75,7 +58,7 @@ def add_parallel_adapters(model: Any, family: str, layers: Iterable[int], hidden
     branches = []
     for i in sorted(wanted):
         layer = layer_modules[i]
-        branch = _make_branch(hidden, size, activation, scaling)
+        branch = ParallelFFNAdapter(hidden, size, activation, scaling)
         with torch.no_grad():  # default: as AdapterHub's mam_adapter init (identity at step 0)
             bound = 1.0 / hidden ** 0.5
             branch.down.weight.uniform_(-bound, bound, generator=generator)
@@ -86,29 +69,9 @@ def add_parallel_adapters(model: Any, family: str, layers: Iterable[int], hidden
                    Projection(branch.up.weight, branch.up.bias), init, init_scale, generator)
         setattr(layer, PARALLEL_ATTR, branch)
         if family == "bert":
-            # BERT splits the FFN: intermediate(x) -> output.dense -> dropout -> LN(. + x)
-            layer.intermediate.register_forward_pre_hook(_remember_input(branch))
-            layer.output.dense.register_forward_hook(_add_stored(branch))
-        else:  # gpt2 `mlp`, llama `mlp`: one module from FFN input to FFN output
-            layer.mlp.register_forward_hook(_add_from_input(branch))
+            layer.intermediate.register_forward_pre_hook(branch.remember_input)
+            layer.output.dense.register_forward_hook(branch.add_to_output)
+        else:
+            layer.mlp.register_forward_hook(branch.add_from_input)
         branches.append(branch)
     return branches
-
-
-def _remember_input(branch: Any):
-    def hook(module: Any, args: tuple) -> None:
-        branch._x = args[0]
-    return hook
-
-
-def _add_stored(branch: Any):
-    def hook(module: Any, args: tuple, output: Any) -> Any:
-        x, branch._x = branch._x, None
-        return output + branch(x)
-    return hook
-
-
-def _add_from_input(branch: Any):
-    def hook(module: Any, args: tuple, output: Any) -> Any:
-        return output + branch(args[0])
-    return hook
