@@ -58,7 +58,7 @@ def _write(tmp_path: Path, text: str) -> str:
     ("controller: tpe\nsetings: {}\n", "setings", "unknown key"),
     ("controller: tpe\nsettings: {n_startup: 3}\n", "settings.n_startup", "no setting"),
     ("controller: tpe\nsettings: {n_startup_trials: many}\n", "settings.n_startup_trials",
-     "must be a int"),
+     "must be an integer"),
     ("controller: lstm\nsettings: {baseline_decay: 2.0}\n", "settings.baseline_decay",
      "out of range"),
     ("controller: bohb\n", "controller", "unknown controller"),
@@ -66,6 +66,9 @@ def _write(tmp_path: Path, text: str) -> str:
     ("controller: tpe\npruner: {type: hyperband}\n", "pruner.type", "unknown pruner"),
     ("controller: tpe\npruner: {type: asha, eta: 1}\n", "pruner.eta", "out of range"),
     ("controller: tpe\npruner: {type: asha, rungs: 4}\n", "pruner.rungs", "no setting"),
+    ("controller: pbt\nsettings: {explore: hp.learning_rate}\n", "settings.explore",
+     "must be a list of strings"),
+    ("controller: random\nsettings: {max_trials: 0}\n", "settings.max_trials", "out of range"),
 ])
 def test_preset_errors_name_file_and_yaml_path(tmp_path, text, path, words):
     file = _write(tmp_path, text)

@@ -50,6 +50,11 @@ class ControllerStateError(AutoPeftError):
     """A saved controller state does not fit the controller it is loaded into."""
 
 
+_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false",
+               "str": "a string", "str_list": "a list of strings",
+               "float_list": "a list of numbers"}
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting a controller accepts (in presets and as keyword arguments).
@@ -72,7 +77,7 @@ class Setting:
             if self.nullable:
                 return None
             raise ConfigError(f"setting {name!r} may not be null", path=name,
-                              fix=f"give a {self.kind}, e.g. {self.default!r}")
+                              fix=f"give {_KIND_WORDS[self.kind]}, e.g. {self.default!r}")
         ok = {
             "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
             "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -84,7 +89,8 @@ class Setting:
                 isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
         }[self.kind](value)
         if not ok:
-            raise ConfigError(f"setting {name!r} must be a {self.kind}, got {value!r}",
+            raise ConfigError(f"setting {name!r} must be {_KIND_WORDS[self.kind]}, got "
+                              f"{value!r}",
                               path=name, value=value, fix=f"e.g. {name}: {self.default!r}")
         if self.kind == "float":
             value = float(value)
