@@ -140,8 +140,8 @@ class PBTController(Controller):
             res = self._results[m["id"]]
             m.update(assignment=res["assignment"], trial=res["trial"], reward=res["reward"])
         logger.debug("pbt round %d done; best reward %s", self.round,
-                    max((m["reward"] for m in self.members if m["reward"] is not None),
-                        default=None))
+                     max((m["reward"] for m in self.members if m["reward"] is not None),
+                         default=None))
         self.round += 1
         self._queue, self._results = None, {}
 
