@@ -13,6 +13,9 @@ BACKENDS = [
     ("peft-lora", lambda init: (M("lora", {"rank": 32, "init": init, "init_scale": SCALE},
                                   range(6)),),
      {".lora_A.default.weight": "in", ".lora_B.default.weight": "out"}),
+    ("adapters-parallel", lambda init: (M("parallel_adapter", {"size": 32, "init": init,
+                                                               "init_scale": SCALE}, range(6)),),
+     {"adapter_down.0.weight": "in", "adapter_up.weight": "out"}),
     ("adapters-mixture", lambda init: (
         M("lora", {"rank": 32, "init": init, "init_scale": SCALE}, range(6)),
         M("adapter", {"size": 32, "init": init, "init_scale": SCALE}, range(6)),

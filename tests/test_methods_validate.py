@@ -36,6 +36,8 @@ BAD = [
     ("two-prefixes", "minilm", (M("prefix", {}, [0]), M("mam", {}, [1])), "both bring a prefix"),
     ("two-parallel", "minilm", (M("parallel_adapter", {}, [0]), M("mam", {}, [1])),
      "both bring a parallel"),
+    ("pissa-in-mixture", "minilm", (M("lora", {"init": "pissa"}, [0]), M("adapter", {}, [1])),
+     "comes from peft"),
     ("lora-o-in-mixture", "minilm", (M("lora", {"targets": ["o"]}, [0]), M("adapter", {}, [0])),
      "attention output (o)"),
 ]

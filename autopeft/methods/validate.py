@@ -137,6 +137,10 @@ def _check_mixture(candidate: Candidate, info: "ModelInfo") -> None:
                 raise fail(candidate, f"{m.type} and {parts[part]} both bring a {part} block",
                            "keep only one of them, or merge their settings")
             parts[part] = m.type
+        if m.type == "lora" and m.params["init"] in ("pissa", "olora"):
+            raise fail(candidate, f"LoRA init {m.params['init']!r} comes from peft, which builds "
+                       "LoRA only when it is the candidate's one module (besides bitfit)",
+                       "use init default/zero/xavier/kaiming/gaussian in a mixture")
         targets = m.params.get("targets")
         if m.type in ("lora", "ia3") and targets and "o" in targets:
             raise fail(candidate, f"{m.type} on the attention output (o) is not available when "
