@@ -32,6 +32,7 @@ older state) is an ordinary observation, never an error.
 from __future__ import annotations
 
 import abc
+import difflib
 import logging
 import math
 from dataclasses import dataclass
@@ -118,9 +119,11 @@ def resolve_settings(cls: type["Controller"], given: Mapping[str, Any]) -> dict[
     """Defaults of `cls.SETTINGS` overridden by `given`; unknown names are ConfigErrors."""
     unknown = sorted(set(given) - set(cls.SETTINGS))
     if unknown:
-        raise ConfigError(f"controller {cls.name!r} has no setting(s) {unknown}",
+        close = difflib.get_close_matches(unknown[0], list(cls.SETTINGS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"controller {cls.name!r} has no setting {unknown[0]!r}",
                           path=unknown[0], value=unknown[0],
-                          fix=f"known settings: {sorted(cls.SETTINGS)}")
+                          fix=f"{hint}known settings: {sorted(cls.SETTINGS)}")
     out = {}
     for key, spec in cls.SETTINGS.items():
         out[key] = spec.check(key, given[key]) if key in given else spec.default
