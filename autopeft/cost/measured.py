@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
+from autopeft.candidate import Candidate
 from autopeft.cost.analytic import (MERGEABLE, SEQ_LEN, _with_layers, is_mergeable,
                                     module_extra_flops)
 from autopeft.records import Cost
@@ -27,11 +28,12 @@ class _BaseStats:
     flops_per_seq: float  # forward FLOPs of one reference sequence
 
 
-_BASE_CACHE: dict[tuple, _BaseStats] = {}
+# base-model stats, base models moved to another device, candidate FLOPs per architecture
+_BASE_CACHE: dict[tuple, Any] = {}
 
 
 def clear_cache() -> None:
-    """Forget the cached base-model measurements."""
+    """Forget the cached FLOP and parameter counts (and base models moved to a device)."""
     _BASE_CACHE.clear()
 
 
@@ -179,7 +181,7 @@ def measure(built: Any, base: "BaseModel", *, seq_len: int = SEQ_LEN, batch: int
     Parameters are counted from the model's tensors. FLOPs are counted with FlopCounterMode
     on one reference sequence (every op here is per sequence, so a batch costs exactly
     `batch` times as much); the base model's count is cached per (model, labels, seq_len,
-    device). Latency: `repeats` forwards of the (batch x seq_len) reference batch through the
+    device), the candidate's per architecture as well. Latency: `repeats` forwards of the (batch x seq_len) reference batch through the
     candidate and the base, alternating, medians compared, within `latency_budget_s` (at
     least one pair). The base is timed again each call
     on purpose: on a shared machine a cached base time drifts with the load (we saw ratios
@@ -193,10 +195,17 @@ def measure(built: Any, base: "BaseModel", *, seq_len: int = SEQ_LEN, batch: int
     base_model = _base_model_on(base, device)
     stats = _base_stats(base, base_model, seq_len)
     trainable, head = split_params(model, head_names, trainable_only=True)
+    candidate = _with_layers(built.candidate, info)
+    # FLOPs depend on the architecture only (not on weights, init or hyperparameters), so
+    # a candidate seen before (PBT, re-proposals) is not counted again
+    arch = ("arch", Candidate(candidate.modules, {}, candidate.num_layers).key(), built.backend,
+            base.info.ref, base.info.path, base.num_labels, seq_len, str(device))
     lat = None
     with _EvalMode(model):
-        one = _reference_batch(model, info.vocab_size, 1, seq_len)
-        flops = _forward_flops(model, one)
+        if arch not in _BASE_CACHE:
+            one = _reference_batch(model, info.vocab_size, 1, seq_len)
+            _BASE_CACHE[arch] = _forward_flops(model, one)
+        flops = _BASE_CACHE[arch]
         if latency:
             inputs = _reference_batch(model, info.vocab_size, batch, seq_len)
             with _EvalMode(base_model):
@@ -205,7 +214,6 @@ def measure(built: Any, base: "BaseModel", *, seq_len: int = SEQ_LEN, batch: int
             lat = (t_cand - t_base) / t_base
     base_fpt = stats.flops_per_seq / seq_len
     extra = (flops - stats.flops_per_seq) / seq_len
-    candidate = _with_layers(built.candidate, info)
     if is_mergeable(candidate):
         merged = 0.0
     else:
