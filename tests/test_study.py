@@ -172,3 +172,21 @@ def test_killed_driver_resumes_to_exactly_n_trials(tmp_path, sig):
     assert all(r[1] == "complete" for r in after)
     for number, row in before.items():  # finished trials are untouched
         assert after[number] == row
+
+
+def test_preset_pruner_stops_trials_and_is_replayed_on_resume(tmp_path, monkeypatch, capsys):
+    exp = _experiment(tmp_path)
+    opts = {"steps": 450, "checkpoints": 9}
+    assert _cli(tmp_path, "search", "--space", "default.yaml", "--experiment", str(exp),
+                "--controller", "tpe_asha", "--trials", "12", "--study", "p", "--quiet",
+                env_opts=opts, monkeypatch=monkeypatch) == 0
+    rows = _trials(tmp_path / "autopeft.db", "p")
+    assert {r[1] for r in rows} == {"complete", "pruned"}
+    assert main(["resume", "p", "--trials", "16", "--quiet"]) == 0
+    rows = _trials(tmp_path / "autopeft.db", "p")
+    assert [r[0] for r in rows] == list(range(16))
+    capsys.readouterr()
+    main(["show", "p", "--json"])
+    pruned = [r for r in json.loads(capsys.readouterr().out) if r["state"] == "pruned"]
+    # a pruned trial stopped before the last checkpoint and its reports were stored
+    assert pruned and all(len(r["metrics"]["intermediate"]) < 9 for r in pruned)

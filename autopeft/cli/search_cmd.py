@@ -79,13 +79,16 @@ def run_search(args: argparse.Namespace) -> int:
     info = model_info(experiment.model)
     bound = space.bind(num_layers=info.num_layers, hidden_size=info.hidden_size)
     controller = make_controller(args.controller, bound, seed=seed)
+    # a preset given as a file is stored by absolute path, so resume works from anywhere
+    controller_ref = (str(Path(args.controller).resolve()) if Path(args.controller).is_file()
+                      else args.controller)
     storage = open_storage(args.storage)
     name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     space_text = Path(space.source).read_text(encoding="utf-8")
     storage.create_study(
         name=name, space_text=space_text, space_fingerprint=space.fingerprint,
         space_source=str(Path(space.source).resolve()),
-        experiment=experiment.to_dict(), controller=args.controller,
+        experiment=experiment.to_dict(), controller=controller_ref,
         controller_settings=dict(controller.settings), seed=seed,
         n_trials=args.trials, versions=library_versions(),
     )
@@ -125,7 +128,8 @@ def _run(storage, name: str, args: argparse.Namespace, controller) -> int:
             controller.catch_up(records)
         else:
             controller.rebuild(records)
-    executor = make_executor(ctx.experiment, args)
+    pruner = _pruner_for(storage, name, controller)
+    executor = make_executor(ctx.experiment, args, pruner)
     printer = ProgressPrinter(enabled=not args.quiet)
     runner = StudyRunner(storage, ctx, controller, executor, max_retries=args.max_retries,
                          on_progress=printer)
@@ -143,7 +147,24 @@ def _run(storage, name: str, args: argparse.Namespace, controller) -> int:
     return 0
 
 
-def make_executor(experiment, args):
+def _pruner_for(storage, name: str, controller):
+    """The controller preset's pruner, replayed over the study's stored reports on resume."""
+    from autopeft.pruners import make_pruner
+
+    preset = getattr(controller, "preset", None)
+    pruner = make_pruner(getattr(preset, "pruner", None))
+    if pruner is None:
+        return None
+    ratios = {t.number: t.metrics.cost.params_ratio for t in storage.get_trials(name)
+              if t.metrics is not None}
+    reports = storage.get_all_intermediates(name)
+    pruner.rebuild((number, step, value, ratios.get(number))
+                   for number in sorted(reports) for step, value in reports[number]
+                   if value is not None)
+    return pruner
+
+
+def make_executor(experiment, args, pruner=None):
     workers = args.workers or 1
     kind = args.executor
     if kind == "auto":
@@ -151,9 +172,12 @@ def make_executor(experiment, args):
     if kind == "serial":
         from autopeft.executors.serial import SerialExecutor
 
-        return SerialExecutor(experiment)
+        from autopeft.executors.reporting import PrunerReporter
+
+        return SerialExecutor(experiment, reporter=PrunerReporter(pruner))
     from autopeft.executors.ray_executor import RayExecutor
 
     res = experiment.get("resources", {}) or {}
     return RayExecutor(experiment, workers=workers, address=args.ray_address,
-                       cpus_per_trial=res.get("cpus", 1), gpus_per_trial=res.get("gpus", 0))
+                       cpus_per_trial=res.get("cpus", 1), gpus_per_trial=res.get("gpus", 0),
+                       pruner=pruner)

@@ -44,8 +44,11 @@ class SerialExecutor(Executor):
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         if not self._queue:
             return []
+        from autopeft.executors.reporting import attach_reports
+
         request = self._queue.popleft()
-        return [run_request(self._get_evaluator, request, self._reporter, self.worker_id)]
+        outcome = run_request(self._get_evaluator, request, self._reporter, self.worker_id)
+        return [attach_reports(outcome, self._reporter)]
 
     def _get_evaluator(self) -> Evaluator:
         if self._evaluator is None:
