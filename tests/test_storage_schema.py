@@ -96,6 +96,48 @@ def newer_autopeft(tmp_path, monkeypatch):
     return copy
 
 
+def test_drivers_opening_a_new_database_at_once_both_succeed(storage_url):  # noqa: F811
+    import threading
+
+    barrier = threading.Barrier(3)
+    results: list[object] = []
+
+    def open_it() -> None:
+        barrier.wait()
+        try:
+            with open_storage(storage_url) as storage:
+                results.append(storage.list_studies())
+        except BaseException as exc:  # reported by the assert below
+            results.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == [[], [], []]
+    assert database_revision(storage_url)[0].at_head
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(storage_url):  # noqa: F811
+    start_at = time.time() + 2.0  # after every interpreter has started
+    code = textwrap.dedent(f"""
+        import sys, time
+        import autopeft.storage.rdb, autopeft.storage.schema  # import before the start line
+        from autopeft.storage import open_storage
+        time.sleep(max(0.0, {start_at!r} - time.time()))
+        with open_storage(sys.argv[1]) as storage:
+            print(len(storage.list_studies()))
+    """)
+    children = [subprocess.Popen([sys.executable, "-c", code, storage_url],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(3)]
+    outputs = [c.communicate(timeout=120) for c in children]
+    assert [(c.returncode, out.strip()) for c, (out, _) in zip(children, outputs)] == [
+        (0, "0")] * 3, [err for _, err in outputs]
+    assert database_revision(storage_url)[0].at_head
+
+
 def test_an_older_schema_is_refused_until_db_upgrade(storage_url, newer_autopeft, capsys,  # noqa: F811
                                                      monkeypatch):
     monkeypatch.setattr(schema, "MIGRATIONS_DIR", schema.Path(schema.__file__).with_name(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from autopeft.storage.models import Base
 logger = logging.getLogger(__name__)
 
 VERSION_TABLE = "autopeft_alembic_version"
+# Alembic keeps the running migration in module globals (alembic.op, alembic.context), so
+# two threads migrating at once in one process would send each other's statements to the
+# wrong connection and deadlock. Processes have their own globals; threads take turns.
+_MIGRATION_LOCK = threading.Lock()
 # Read at call time, so a test can point it at a copy with an extra revision.
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -95,6 +100,7 @@ def ensure_schema(engine: Engine, where: str) -> SchemaState:
             state = read_state(engine, where)
             if not state.at_head:
                 raise
+            logger.info("another process created the schema in %s at the same moment", where)
         return read_state(engine, where)
     _check_usable(state, where)
     return state
@@ -137,7 +143,8 @@ def upgrade(engine: Engine, where: str) -> tuple[str | None, str]:
     if before.at_head:
         return before.current, before.head
     try:
-        with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
+        with _MIGRATION_LOCK, \
+                engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
             command.upgrade(alembic_config(connection), "head")
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(describe_error(exc, where, "upgrade the schema")) from exc

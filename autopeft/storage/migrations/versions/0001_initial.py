@@ -1,5 +1,6 @@
-"""The initial schema: studies, trials, intermediate reports, controller state,
-artifacts and study attributes.
+"""initial schema
+
+Studies, trials, intermediate reports, controller state, artifacts and study attributes.
 
 Revision ID: 0001
 Revises:
