@@ -358,30 +358,7 @@ def load_experiment(path_or_name: str | os.PathLike) -> ExperimentConfig:
 
 
 def _locate(ref: str) -> Path:
-    p = Path(os.path.expanduser(ref))
-    if p.is_file():
-        return p.resolve()
-    if os.sep in ref or "/" in ref:
-        raise ExperimentError(f"no such experiment file {ref!r}", file=ref, value=ref,
-                              fix="check the path, or give the name of a shipped experiment")
-    try:
-        from autopeft import resources  # written beside this module; optional until then
-    except ImportError:
-        resources = None
-    if resources is not None and hasattr(resources, "resolve"):
-        try:
-            return Path(resources.resolve(ref, "experiments"))
-        except ExperimentError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - resolve's own error, re-worded below
-            raise ExperimentError(str(exc), value=ref,
-                                  fix="give a path to a .yaml file, or a shipped name "
-                                      "such as 'default'") from exc
-    name = ref if ref.endswith((".yaml", ".yml")) else ref + ".yaml"
-    here = Path(__file__).resolve().parent
-    for folder in (here / "data" / "experiments", here.parent / "experiments"):
-        if (folder / name).is_file():
-            return (folder / name).resolve()
-    raise ExperimentError(f"no such experiment {ref!r}", value=ref,
-                          fix="give a path to a .yaml file, or a shipped name such as "
-                              "'default'")
+    """A path, or the name of a shipped experiment (autopeft/data/experiments)."""
+    from autopeft.resources import resolve
+
+    return Path(resolve(ref, "experiments", error=ExperimentError)).resolve()

@@ -83,9 +83,9 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
 
 
 def test_missing_file_and_unknown_name():
-    with pytest.raises(ExperimentError, match="no such experiment"):
+    with pytest.raises(ExperimentError, match="no_such_experiment_name"):
         load_experiment("no_such_experiment_name")
-    with pytest.raises(ExperimentError, match="no such experiment file"):
+    with pytest.raises(ExperimentError, match="x.yaml"):
         load_experiment("/nonexistent/dir/x.yaml")
 
 
