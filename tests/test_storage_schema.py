@@ -138,8 +138,8 @@ def test_processes_opening_a_new_database_at_once_all_succeed(storage_url):  # n
     assert database_revision(storage_url)[0].at_head
 
 
-def test_an_older_schema_is_refused_until_db_upgrade(storage_url, newer_autopeft, capsys,  # noqa: F811
-                                                     monkeypatch):
+def test_an_older_schema_is_refused_until_db_upgrade(
+        storage_url, newer_autopeft, capsys, monkeypatch):  # noqa: F811
     monkeypatch.setattr(schema, "MIGRATIONS_DIR", schema.Path(schema.__file__).with_name(
         "migrations"))
     with open_storage(storage_url) as old:  # written by the older autopeft, at 0001
@@ -171,8 +171,8 @@ def test_an_older_schema_is_refused_until_db_upgrade(storage_url, newer_autopeft
     assert "note" in columns
 
 
-def test_a_schema_from_a_newer_autopeft_is_refused(storage_url, newer_autopeft, capsys,  # noqa: F811
-                                                   monkeypatch):
+def test_a_schema_from_a_newer_autopeft_is_refused(
+        storage_url, newer_autopeft, capsys, monkeypatch):  # noqa: F811
     with open_storage(storage_url):  # written by the newer autopeft, at 0002
         pass
     monkeypatch.setattr(schema, "MIGRATIONS_DIR", schema.Path(schema.__file__).with_name(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from autopeft.exceptions import AutoPeftError, StorageError, StudyExistsError, StudyNotFoundError
+from autopeft.exceptions import StorageError, StudyExistsError, StudyNotFoundError
 from autopeft.records import Metrics, TrialRecord, TrialState
 from autopeft.storage.engine import WRITE_OPTION, describe_error
 from autopeft.storage.models import (
@@ -57,9 +57,9 @@ class Storage:
       never skipped, also with several writers at once (the study row is locked while the
       next number is taken on PostgreSQL; SQLite write transactions take the write lock at
       BEGIN).
-    - Finished trials (COMPLETE, PRUNED, FAILED) are immutable: finishing, starting,
-      interrupting or reporting to one raises StorageError (mark_interrupted and
-      requeue_interrupted skip them). Artifacts may still be attached to them.
+    - Finished trials (COMPLETE, PRUNED, FAILED) are immutable: finishing, starting or
+      reporting to one raises StorageError; mark_interrupted and requeue_interrupted leave
+      them as they are. Artifacts may still be attached to them.
     - Every method is one transaction: it commits entirely or not at all. A driver error
       rolls it back and surfaces as one StorageError naming the operation and database.
     - Returned objects (TrialRecord, StudyInfo, ArtifactRecord, dicts) are snapshots:
@@ -103,13 +103,10 @@ class Storage:
             yield session
             if write:
                 session.commit()
-        except AutoPeftError:
-            self._rollback(session)
-            raise
         except sa.exc.SQLAlchemyError as exc:
             self._rollback(session)
             raise StorageError(describe_error(exc, self.url, action)) from exc
-        except BaseException:
+        except BaseException:  # our own errors, KeyboardInterrupt...: undo, then re-raise
             self._rollback(session)
             raise
         finally:
@@ -139,7 +136,7 @@ class Storage:
             experiment=plain_json(values["experiment"], "the experiment"),
             controller=str(values["controller"]),
             controller_settings=plain_json(values["controller_settings"] or {},
-                                       "the controller settings"),
+                                           "the controller settings"),
             seed=to_int(values["seed"], "seed"),
             n_trials=None if values["n_trials"] is None else to_n_trials(values["n_trials"]),
             autopeft_version=versions.get("autopeft", __version__),
