@@ -62,6 +62,7 @@ def test_runs_many_trials_on_long_lived_workers(runtime, tmp_path):
     with RayExecutor(exp, workers=2) as ex:
         assert ex.capacity == 2 and ex.in_flight == 0
         assert ex.wait(timeout=0.1) == []  # nothing submitted: returns at once
+        assert ex.wait_ready(60)  # both serve trials (on a loaded machine one may lag)
         for n in range(6):
             ex.submit(_req(n, exp))
         assert ex.in_flight == 6  # 2 running or starting, the rest queued in the driver

@@ -233,9 +233,10 @@ class RayExecutor(Executor):
         self._pruner = None
         try:
             if pruner is not None:
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
                 here = ray.get_runtime_context().get_node_id()
-                strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-                    node_id=here, soft=True)
+                strategy = NodeAffinitySchedulingStrategy(node_id=here, soft=True)
                 self._pruner = ray.remote(_PrunerHost).options(
                     num_cpus=0, scheduling_strategy=strategy).remote(pruner)
             for _ in range(workers):
@@ -245,6 +246,13 @@ class RayExecutor(Executor):
             raise
         logger.info("Ray executor: %d worker(s), %g CPU and %g GPU each, address %s",
                     workers, self._cpus, self._gpus, address or "local")
+        have = ray.cluster_resources()
+        fit = min(have.get("CPU", 0) / self._cpus,
+                  have.get("GPU", 0) / self._gpus if self._gpus else float("inf"))
+        if fit < workers:
+            logger.warning("the Ray cluster has room for %d of the %d workers now (%s); the "
+                           "others start when nodes join", int(fit), workers,
+                           {k: have.get(k, 0) for k in ("CPU", "GPU")})
 
     # -- runtime ----------------------------------------------------------------------
     def _start_runtime(self, address: str | None, options: dict[str, Any]) -> None:
