@@ -12,6 +12,11 @@ tune it with `experiment["fake"]`, a dict of:
                  a trial (the file does not exist yet), then creates the file
     work         `cpu_bound`: units of CPU work per trial (one unit ~ 1 MB hashed)
 
+The environment variable AUTOPEFT_RAY_FAKE (a JSON dict) supplies the same keys where an
+experiment file cannot carry them (a strict YAML file run through the CLI); the
+experiment's own "fake" dict wins. Ray workers see the driver's environment as it was
+when the runtime started.
+
 The metrics are a pure function of (candidate, seed), so the same request gives identical
 Metrics on any executor; train_seconds is the nominal `sleep`, not a measured time, for
 the same reason (except `cpu_bound`, whose purpose is measuring).
@@ -61,7 +66,8 @@ class FakeEvaluator(Evaluator):
     """
 
     def __init__(self, experiment: Mapping[str, Any], mode: str = "ok") -> None:
-        cfg = dict(experiment.get("fake") or {})
+        cfg = {**json.loads(os.environ.get("AUTOPEFT_RAY_FAKE") or "{}"),
+               **(experiment.get("fake") or {})}
         self.mode = mode
         self.sleep = float(cfg.get("sleep", 0.0))
         self.steps = max(1, int(cfg.get("steps", 4)))
