@@ -54,7 +54,7 @@ class DataConfig:
 class TrainingConfig:
     train_examples: int | None = _f(2000, "int", "stratified train subset; null = all",
                                     low=1, nullable=True)
-    max_steps: int | None = _f(100, "int", "optimiser steps (exclusive with epochs)",
+    max_steps: int | None = _f(150, "int", "optimiser steps (exclusive with epochs)",
                                low=1, nullable=True)
     epochs: float | None = _f(None, "float", "passes over the train subset", low=0.0,
                               low_open=True, nullable=True)
@@ -78,7 +78,7 @@ class OptimizerConfig:
     learning_rate: float = _f(3e-3, "float", "AdamW learning rate (a candidate's "
                               "hyper.learning_rate overrides it)", low=0.0, high=1.0,
                               low_open=True)
-    batch_size: int = _f(32, "int", "training batch size", low=1, high=65536)
+    batch_size: int = _f(16, "int", "training batch size", low=1, high=65536)
     weight_decay: float = _f(0.0, "float", "AdamW weight decay (matrices only)", low=0.0,
                              high=1.0)
     warmup_ratio: float = _f(0.06, "float", "linear warmup share of the steps, then "

@@ -3,7 +3,8 @@
 Both sides train the same candidate (LoRA r=8 on query and value in every layer, alpha 16)
 on the same examples (the experiment's stratified proxy train subset), for the same number
 of steps, with the same batch size, learning rate, warmup and linear decay, and score the
-same validation subset at the same steps; each reports its best validation accuracy.
+same validation subset at the same steps, at the same precision (the experiment's
+proxy.bf16); each reports its best validation accuracy.
 
   (a) ours: ProxyEvaluator.  Its once-per-worker set-up (read data, load the model,
       tokenise or read the token cache) is paid once and shared by the N trials, so the
@@ -80,7 +81,7 @@ def baseline_trial(cfg, seed: int) -> tuple[float, float]:
             max_grad_norm=o.max_grad_norm, lr_scheduler_type="linear",
             eval_strategy="steps", eval_steps=p.eval_every, save_strategy="no",
             logging_strategy="no", report_to=[], seed=seed, use_cpu=True,
-            disable_tqdm=True, dataloader_num_workers=0)
+            disable_tqdm=True, dataloader_num_workers=0, bf16=p.bf16)
         trainer = transformers.Trainer(model=model, args=args, train_dataset=train_ds,
                                        eval_dataset=val_ds, compute_metrics=compute_metrics)
         trainer.train()

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default="/tmp/autopeft_fidelity.json")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--long-bf16", choices=("on", "off"), default=None,
+                    help="bf16 autocast in the long training (default: full.bf16)")
     args = ap.parse_args(argv)
 
     from autopeft.config import load_experiment
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.long_epochs is not None:
         cfg = dataclasses.replace(cfg, full=dataclasses.replace(
             cfg.full, epochs=args.long_epochs, max_steps=None))
+    if args.long_bf16 is not None:
+        cfg = dataclasses.replace(cfg, full=dataclasses.replace(
+            cfg.full, bf16=args.long_bf16 == "on"))
     proxy_exp, long_exp = cfg.to_dict(), cfg.for_final().to_dict()
     print(f"proxy: {cfg.proxy}\nlong:  {cfg.full}", flush=True)
     results_path = Path(args.results)

@@ -140,3 +140,12 @@ def test_importing_config_stays_light():
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_key_is_documented():
+    doc = (REPO / "docs" / "EXPERIMENT.md").read_text()
+    d = ExperimentConfig().to_dict()
+    keys = [k for k, v in d.items() if not isinstance(v, dict) and k != "source"]
+    keys += [f"{k}.{sub}" for k, v in d.items() if isinstance(v, dict) for sub in v]
+    missing = [k for k in keys if f"`{k}`" not in doc]
+    assert not missing, f"docs/EXPERIMENT.md does not document {missing}"

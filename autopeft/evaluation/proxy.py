@@ -85,6 +85,9 @@ class ProxyEvaluator(Evaluator):
         except (ConfigError, MissingDependencyError) as exc:
             raise FatalError(f"the experiment cannot be set up: {exc}") from exc
         device = _device(torch, cfg)
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported() and (
+                cfg.proxy.bf16 or cfg.full.bf16):
+            log.warning("this GPU has no bf16 support: bf16 is ignored, training in fp32")
         base_params = sum(p.numel() for p in base.model.parameters())
         self._setup = _Setup(key, raw, splits, base, {}, device, base_params,
                              time.perf_counter() - t0)
@@ -230,6 +233,8 @@ class _Loop:
 
         if not self.t.bf16:
             return contextlib.nullcontext()
+        if self.device.type == "cuda" and not self.torch.cuda.is_bf16_supported():
+            return contextlib.nullcontext()  # pre-Ampere GPU: stay in fp32 (logged at start)
         return self.torch.autocast(self.device.type, dtype=self.torch.bfloat16)
 
     def _forward(self, batch: Mapping[str, Any]) -> Any:
