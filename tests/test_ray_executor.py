@@ -122,7 +122,7 @@ def test_pruner_actor_sees_every_report_and_stops_trials(runtime):
 def test_a_lost_pruner_lets_trials_run_to_the_end(runtime):
     exp = _exp(steps=4)
     with RayExecutor(exp, workers=1, pruner=StepPruner(stop_trials=(0,), at_step=1)) as ex:
-        ray.kill(ex._pruner)
+        ray.kill(ex._pruner)  # the pruner actor dies mid-search
         ex.submit(_req(0, exp))
         (outcome,) = _drain(ex)
     assert outcome.error_kind is None and not outcome.metrics.pruned
