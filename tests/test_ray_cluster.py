@@ -248,3 +248,24 @@ def test_local_runtime_is_started_and_stopped_by_the_executor(monkeypatch):
     ex.shutdown()  # idempotent
     with pytest.raises(RuntimeError, match="after shutdown"):
         ex.submit(_request(4, exp))
+
+
+def test_a_gpu_worker_on_a_machine_without_gpus_is_refused(monkeypatch):
+    if ray.is_initialized():
+        ray.shutdown()
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if _has_gpu():
+        pytest.skip("this machine has a GPU")
+    from autopeft.exceptions import ConfigError
+
+    exp = {"evaluator": "autopeft.testing.ray_fakes:deterministic"}
+    with pytest.raises(ConfigError, match="resources.gpus: 0") as err:
+        RayExecutor(exp, workers=1, gpus_per_trial=1)
+    assert err.value.path == "resources"
+    assert not ray.is_initialized()  # the runtime it started is stopped again
+
+
+def _has_gpu() -> bool:
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None

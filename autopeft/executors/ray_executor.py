@@ -136,6 +136,7 @@ class RayExecutor(Executor):
         self.worker_id = f"ray:{address or 'local'}"  # the study logs it per trial
         self._pruner = None
         try:
+            self._check_room(address)
             if pruner is not None:
                 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -150,13 +151,25 @@ class RayExecutor(Executor):
             raise
         logger.info("Ray executor: %d worker(s), %g CPU and %g GPU each, address %s",
                     workers, self._cpus, self._gpus, address or "local")
+
+    def _check_room(self, address: str | None) -> None:
+        """A local runtime that cannot hold one worker never will (no GPU here): refuse.
+        A cluster may grow (nodes join later): warn."""
         have = ray.cluster_resources()
         fit = min(have.get("CPU", 0) / self._cpus,
                   have.get("GPU", 0) / self._gpus if self._gpus else float("inf"))
-        if fit < workers:
-            logger.warning("the Ray cluster has room for %d of the %d workers now (%s); the "
-                           "others start when nodes join", int(fit), workers,
-                           {k: have.get(k, 0) for k in ("CPU", "GPU")})
+        if fit >= self._workers:
+            return
+        room = {k: have.get(k, 0) for k in ("CPU", "GPU")}
+        if fit < 1 and not address and self._owns_runtime:
+            raise ConfigError(
+                f"a worker needs {self._cpus:g} CPU and {self._gpus:g} GPU but this machine "
+                f"has {room}", path="resources", value={"cpus": self._cpus,
+                                                        "gpus": self._gpus},
+                fix="set resources.gpus: 0 on a machine without a GPU, or join a cluster "
+                    "that has GPUs with --ray-address")
+        logger.warning("the Ray cluster has room for %d of the %d workers now (%s); the "
+                       "others start when nodes join", int(fit), self._workers, room)
 
     # -- runtime ----------------------------------------------------------------------
     def _start_runtime(self, address: str | None, options: dict[str, Any]) -> None:
