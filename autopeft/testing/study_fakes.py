@@ -77,6 +77,10 @@ class AnalyticEvaluator(Evaluator):
         if opts.get("fail_if") and opts["fail_if"] in str(cand):
             raise TrialFailedError(f"injected failure for {opts['fail_if']!r}")
         final = analytic_metric(cand)
+        cost = analytic_cost(cand)
+        note = getattr(reporter, "note_cost", None)
+        if note is not None:  # as the proxy evaluator does, for cost-aware pruners
+            note(request.trial_number, cost)
         steps = int(opts.get("steps", 100))
         checkpoints = int(opts.get("checkpoints", 4))
         sleep = float(opts.get("sleep", 0.0))
@@ -97,7 +101,7 @@ class AnalyticEvaluator(Evaluator):
             ckpt = request.checkpoint_dir
             (Path(ckpt) / "fake_state.txt").write_text(f"{reports[-1][1]!r}")
         return Metrics(metric=reports[-1][1], metric_name="accuracy",
-                       cost=analytic_cost(cand), intermediate=tuple(reports),
+                       cost=cost, intermediate=tuple(reports),
                        steps=reports[-1][0], train_seconds=sleep, pruned=pruned,
                        checkpoint=ckpt, extra={"pid": os.getpid()})
 
