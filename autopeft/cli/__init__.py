@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from autopeft.exceptions import AutoPeftError
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose < 2:
         # The ML libraries log chatty notes at WARNING ("Some weights ... newly initialized"
         # for the classifier head we are about to train); keep them for -vv.
+        # transformers resets its logger's level from this variable when it first loads.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         for noisy in ("transformers", "adapters", "peft", "datasets", "ray", "alembic"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
     if not getattr(args, "func", None):
