@@ -382,7 +382,8 @@ def iter_batches(enc: Encoded, idx: np.ndarray, batch_size: int, *, generator: A
                  device: Any = "cpu") -> Iterator[dict[str, Any]]:
     """Batches over idx: shuffled with the torch.Generator when one is given, else in order."""
     torch = require("torch")
-    order = torch.as_tensor(np.asarray(idx), dtype=torch.int64)
+    order = torch.as_tensor(idx if torch.is_tensor(idx) else np.asarray(idx),
+                            dtype=torch.int64)
     if generator is not None:
         order = order[torch.randperm(order.numel(), generator=generator)]
     for start in range(0, order.numel(), batch_size):

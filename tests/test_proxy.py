@@ -219,3 +219,26 @@ def test_lora_learns_trec6_on_the_real_minilm(tmp_path):
     m = ev.evaluate(request(cfg.to_dict(), candidate=cand), NullReporter())
     assert m.metric > 0.6          # 6 classes: chance is ~0.23 (the largest class)
     assert m.cost.params_ratio < 0.01
+
+
+def test_scoring_sorts_by_length_but_returns_predictions_in_order(experiment):
+    """Validation batches are length-sorted for speed; predictions must come back aligned."""
+    from types import SimpleNamespace
+
+    from autopeft.config import ExperimentConfig
+
+    class LengthParity(torch.nn.Module):  # predicts (number of real tokens) % 2
+        def forward(self, input_ids, attention_mask, **kw):
+            n = attention_mask.sum(1)
+            return SimpleNamespace(logits=torch.nn.functional.one_hot(n % 2, 2).float())
+
+    lengths = torch.tensor([5, 2, 9, 3, 8, 4, 7, 6])
+    ids = torch.ones(8, 10, dtype=torch.int32)
+    enc = taskdata.Encoded(ids, lengths, None, lengths % 2, 0, "parity")
+    cfg = ExperimentConfig.from_dict(dict(experiment, metric="accuracy"))
+    cfg = dataclasses.replace(cfg, proxy=dataclasses.replace(cfg.proxy, eval_batch_size=3,
+                                                             bf16=False))
+    loop = _Loop(torch, LengthParity(), enc, torch.device("cpu"), cfg, cfg.proxy,
+                 {"batch_size": 2}, use_token_types=False)
+    value, preds = loop.score([6, 0, 3, 1])
+    assert preds.tolist() == [1, 1, 1, 0] and value == 1.0
