@@ -31,18 +31,18 @@ def _lora(rank, targets, layers=ALL):
 
 
 # name -> (modules, learning rate): each method at a learning rate usual for it
-CANDIDATES = {
+CANDIDATES = {  # the most different kinds first, so a cut-short run still spans them
     "head_only": ([], 5e-3),
     "bitfit": ([{"type": "bitfit", "layers": ALL}], 5e-3),
-    "lora_r2_qv": ([_lora(2, ["q", "v"])], 1e-3),
     "lora_r8_qv": ([_lora(8, ["q", "v"])], 1e-3),
-    "lora_r8_qv_top3": ([_lora(8, ["q", "v"], [3, 4, 5])], 1e-3),
-    "lora_r16_all": ([_lora(16, ["q", "k", "v", "o", "ffn_in", "ffn_out"])], 5e-4),
     "adapter_64": ([{"type": "adapter", "layers": ALL, "size": 64}], 1e-3),
-    "parallel_adapter_32": ([{"type": "parallel_adapter", "layers": ALL, "size": 32}], 1e-3),
     "prefix_10": ([{"type": "prefix", "layers": ALL, "length": 10}], 5e-3),
     "ia3": ([{"type": "ia3", "layers": ALL}], 5e-3),
+    "lora_r2_qv": ([_lora(2, ["q", "v"])], 1e-3),
+    "parallel_adapter_32": ([{"type": "parallel_adapter", "layers": ALL, "size": 32}], 1e-3),
+    "lora_r16_all": ([_lora(16, ["q", "k", "v", "o", "ffn_in", "ffn_out"])], 5e-4),
     "prompt_10": ([{"type": "prompt", "length": 10}], 1e-2),
+    "lora_r8_qv_top3": ([_lora(8, ["q", "v"], [3, 4, 5])], 1e-3),
 }
 
 
