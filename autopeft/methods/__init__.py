@@ -29,6 +29,10 @@
 Any mix of types in one Candidate (e.g. the AutoPEFT paper's adapter + parallel_adapter +
 prefix on one layer set) is one AdapterHub ConfigUnion, plus our own parts.
 
+On GPT-2 and Llama, adapters' prefix blocks run only under eager attention (adapters 1.3.0
+drops them under sdpa: the logits do not move), so models built there with a prefix are
+switched to eager attention.
+
 Every built model has its base weights frozen and its classifier head (`classifier` for BERT,
 `score` for GPT-2/Llama) trainable. Building draws all randomness from `seed`: backend
 initialisers run inside torch.random.fork_rng with that seed, ours use a torch.Generator, so
