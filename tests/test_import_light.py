@@ -45,10 +45,10 @@ LAYERS = {
     "resources": 0,
     "space": 1,
     "records": 2, "config": 2,
-    "models": 3, "methods": 3, "cost": 3, "reward": 3,
-    "controllers": 4, "storage": 4, "evaluation": 4,
+    "models": 3, "methods": 3, "cost": 3, "reward": 3, "metrics": 3, "taskdata": 3,
+    "controllers": 4, "storage": 4, "evaluation": 4, "pruners": 4,
     "executors": 5,
-    "study": 6, "export": 6,
+    "study": 6, "export": 6, "finalize": 6, "report": 6,
     "cli": 7, "testing": 7,
 }
 SIBLINGS = {"controllers", "storage", "evaluation"}
