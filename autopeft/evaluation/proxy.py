@@ -50,7 +50,6 @@ class _Setup:
     base: Any                      # autopeft.models.BaseModel
     encoded: dict[int, Any]        # max_length -> taskdata.Encoded
     device: Any
-    base_params: int
     seconds: float
 
 
@@ -88,9 +87,7 @@ class ProxyEvaluator(Evaluator):
         if device.type == "cuda" and not torch.cuda.is_bf16_supported() and (
                 cfg.proxy.bf16 or cfg.full.bf16):
             log.warning("this GPU has no bf16 support: bf16 is ignored, training in fp32")
-        base_params = sum(p.numel() for p in base.model.parameters())
-        self._setup = _Setup(key, raw, splits, base, {}, device, base_params,
-                             time.perf_counter() - t0)
+        self._setup = _Setup(key, raw, splits, base, {}, device, time.perf_counter() - t0)
         self.stats["setups"] += 1
         log.info("worker set up in %.1fs: %d examples, %d classes, model %s on %s",
                  self._setup.seconds, len(raw.texts), raw.num_labels, cfg.model, device)
@@ -118,8 +115,12 @@ class ProxyEvaluator(Evaluator):
         torch.set_num_threads(cfg.resources.cpus)
         try:
             return self._trial(request, reporter, cfg, s, torch)
+        except (torch.OutOfMemoryError, MemoryError) as exc:  # building or measuring
+            raise TrialFailedError(f"out of memory before training: {exc}") from exc
         finally:
             torch.set_num_threads(threads)
+            if s.device.type == "cuda":
+                torch.cuda.empty_cache()  # a failed or finished trial leaves nothing behind
 
     def _trial(self, request: EvalRequest, reporter: Reporter, cfg: ExperimentConfig,
                s: _Setup, torch: Any) -> Metrics:
@@ -189,17 +190,10 @@ class ProxyEvaluator(Evaluator):
         )
 
     def _cost(self, built: Any, s: _Setup, enc: Any) -> Cost:
-        try:
-            from autopeft import cost as cost_mod
-        except ImportError:
-            cost_mod = None
-        if cost_mod is not None and hasattr(cost_mod, "measure"):
-            return cost_mod.measure(built, s.base)
-        # Exact parameter counts; FLOPs need autopeft.cost (not present in this checkout).
-        trainable = built.num_trainable()
-        return Cost(trainable_params=trainable, base_params=s.base_params,
-                    params_ratio=trainable / s.base_params, base_flops_per_token=0.0,
-                    extra_flops_per_token=0.0, flops_ratio=0.0, flops_ratio_merged=0.0)
+        """Exact trainable parameters, FLOPs per token and latency (autopeft.cost)."""
+        from autopeft import cost as cost_mod
+
+        return cost_mod.measure(built, s.base)
 
 
 def _device(torch: Any, cfg: ExperimentConfig) -> Any:
