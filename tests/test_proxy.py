@@ -212,7 +212,8 @@ def test_lora_learns_trec6_on_the_real_minilm(tmp_path):
 
     cfg = load_experiment("default")
     cfg = dataclasses.replace(cfg, proxy=dataclasses.replace(
-        cfg.proxy, train_examples=1000, max_steps=60, eval_every=60, validation_examples=300))
+        cfg.proxy, train_examples=1000, max_steps=60, eval_every=60, validation_examples=300),
+        resources=dataclasses.replace(cfg.resources, cpus=1))
     ev = ProxyEvaluator(cfg.to_dict())
     cand = {"modules": [{"type": "lora", "layers": list(range(6)), "targets": ["q", "v"],
                          "rank": 8}], "hyper": {"learning_rate": 3.0e-3}, "num_layers": 6}
