@@ -105,7 +105,7 @@ class ConstraintsConfig:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    cpus: int = _f(2, "int", "CPU threads per trial (torch.set_num_threads)", low=1)
+    cpus: int = _f(1, "int", "CPU threads per trial (torch.set_num_threads)", low=1)
     gpus: float = _f(0.0, "float", "GPUs per trial (a fraction shares one)", low=0.0)
 
 
