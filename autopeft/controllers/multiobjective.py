@@ -12,7 +12,7 @@ from typing import Any
 
 from autopeft._imports import require
 from autopeft.controllers.base import _MAX_TRIALS, Setting, objectives_of
-from autopeft.controllers.tpe import OptunaController, quiet_optuna
+from autopeft.controllers.tpe import TPE_SETTINGS, OptunaController, quiet_optuna, tpe_sampler
 from autopeft.records import TrialRecord, TrialState
 
 
@@ -54,21 +54,11 @@ class _ParetoController(OptunaController):
 
 class MOTPEController(_ParetoController):
     name = "motpe"
-    SETTINGS = {
-        "max_trials": _MAX_TRIALS,
-        "n_startup_trials": Setting(10, "int", "random proposals before TPE starts", low=0),
-        "n_ei_candidates": Setting(24, "int", "candidates scored per parameter", low=1),
-        "multivariate": Setting(True, "bool", "model parameters jointly"),
-        "constant_liar": Setting(True, "bool", "avoid proposing what is already running"),
-    }
+    SETTINGS = TPE_SETTINGS
 
     def _make_sampler(self, seed: int) -> Any:
-        s = self.settings
-        with quiet_optuna():
-            return require("optuna").samplers.TPESampler(
-                seed=seed, n_startup_trials=s["n_startup_trials"],
-                n_ei_candidates=s["n_ei_candidates"], multivariate=s["multivariate"],
-                group=s["multivariate"], constant_liar=s["constant_liar"])
+        # optuna's TPE is multi-objective when its study has several directions
+        return tpe_sampler(self.settings, seed, group=True)
 
 
 class NSGA2Controller(_ParetoController):

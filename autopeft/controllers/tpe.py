@@ -245,21 +245,33 @@ class OptunaController(Controller):
                 for e in self._entries if e["values"] is not None]
 
 
+# TPE's settings, shared by the single- and multi-objective TPE controllers.
+TPE_SETTINGS = {
+    "max_trials": _MAX_TRIALS,
+    "n_startup_trials": Setting(10, "int", "random proposals before TPE starts", low=0),
+    "n_ei_candidates": Setting(24, "int", "candidates scored per parameter", low=1),
+    "multivariate": Setting(True, "bool", "model parameters jointly (Falkner et al. 2018)"),
+    "constant_liar": Setting(True, "bool", "avoid proposing what is already running"),
+}
+
+
+def tpe_sampler(settings: Mapping[str, Any], seed: int, *, group: bool) -> Any:
+    """Optuna's TPESampler from TPE_SETTINGS values (`group` needs `multivariate`)."""
+    with quiet_optuna():
+        return require("optuna").samplers.TPESampler(
+            seed=seed, n_startup_trials=settings["n_startup_trials"],
+            n_ei_candidates=settings["n_ei_candidates"],
+            multivariate=settings["multivariate"],
+            group=group and settings["multivariate"],
+            constant_liar=settings["constant_liar"])
+
+
 class TPEController(OptunaController):
     name = "tpe"
     SETTINGS = {
-        "max_trials": _MAX_TRIALS,
-        "n_startup_trials": Setting(10, "int", "random proposals before TPE starts", low=0),
-        "n_ei_candidates": Setting(24, "int", "candidates scored per parameter", low=1),
-        "multivariate": Setting(True, "bool", "model parameters jointly (Falkner et al. 2018)"),
+        **TPE_SETTINGS,
         "group": Setting(True, "bool", "split the joint model by conditional subspaces"),
-        "constant_liar": Setting(True, "bool", "avoid proposing what is already running"),
     }
 
     def _make_sampler(self, seed: int) -> Any:
-        s = self.settings
-        with quiet_optuna():
-            return require("optuna").samplers.TPESampler(
-                seed=seed, n_startup_trials=s["n_startup_trials"],
-                n_ei_candidates=s["n_ei_candidates"], multivariate=s["multivariate"],
-                group=s["group"] and s["multivariate"], constant_liar=s["constant_liar"])
+        return tpe_sampler(self.settings, seed, group=self.settings["group"])
