@@ -134,19 +134,24 @@ def read_state(engine: Engine, where: str) -> SchemaState:
 
 
 def upgrade(engine: Engine, where: str) -> tuple[str | None, str]:
-    """Bring the database to head in one transaction; returns (before, after) revisions."""
-    before = read_state(engine, where)
-    if before.unknown:
-        _check_usable(before, where)  # raises: never "upgrade" a newer schema
-    if before.current is None and before.has_tables:
-        _check_usable(before, where)  # raises: tables we did not version
-    if before.at_head:
-        return before.current, before.head
-    try:
-        with _MIGRATION_LOCK, \
-                engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
-            command.upgrade(alembic_config(connection), "head")
-    except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(describe_error(exc, where, "upgrade the schema")) from exc
+    """Bring the database to head in one transaction; returns (before, after) revisions.
+
+    Threads of one process check and upgrade one at a time (the lock covers the read
+    too): under load, a reader racing a thread that is creating the schema in a new
+    SQLite file could wait out the busy timeout. Processes rely on the database's locks.
+    """
+    with _MIGRATION_LOCK:
+        before = read_state(engine, where)
+        if before.unknown:
+            _check_usable(before, where)  # raises: never "upgrade" a newer schema
+        if before.current is None and before.has_tables:
+            _check_usable(before, where)  # raises: tables we did not version
+        if before.at_head:
+            return before.current, before.head
+        try:
+            with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
+                command.upgrade(alembic_config(connection), "head")
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(describe_error(exc, where, "upgrade the schema")) from exc
     logger.info("upgraded %s from schema revision %s to %s", where, before.current, before.head)
     return before.current, before.head
