@@ -19,6 +19,15 @@ from autopeft.records import EvalRequest, TrialRecord, TrialState
 logger = logging.getLogger(__name__)
 
 
+def check_out_dir(path: str | Path) -> Path:
+    """An export target must be new or empty: refuse before anything is written."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ExportError(f"the output directory {path} exists and is not empty; nothing "
+                          f"was written.\n  fix: pass --out with a new or empty directory")
+    return path
+
+
 def rank_trials(storage: Any, name: str, *, lam: float | None = None,
                 max_params: float | None = None) -> tuple[Any, list[tuple]]:
     """Completed trials re-scored (optionally with a new λ / params limit), best first.
@@ -105,6 +114,8 @@ def finalize_study(storage: Any, name: str, *, top_k: int = 3, out_dir: str | No
     final_cfg = ExperimentConfig.from_dict(info.experiment).for_final()
     experiment = final_cfg.to_dict()
     runs = Path(storage.get_study_attrs(name).get("runs_dir", DEFAULT_RUNS_DIR)) / name / "final"
+    # checked before hours of training, not after
+    export_dir = check_out_dir(Path(out_dir) if out_dir else runs / "export")
     evaluator = ProxyEvaluator(experiment)
     rows = []
     for trial, proxy_reward, _, _ in chosen:
@@ -123,10 +134,6 @@ def finalize_study(storage: Any, name: str, *, top_k: int = 3, out_dir: str | No
                      "metrics": m.to_dict(), "seed": seed})
     feasible = [r for r in rows if r["feasible"]] or rows
     winner = max(feasible, key=lambda r: (r["reward"], -r["trial"]))
-    export_dir = Path(out_dir) if out_dir else runs / "export"
-    if export_dir.exists() and any(export_dir.iterdir()):
-        raise ExportError(f"the output directory {export_dir} exists and is not empty; "
-                          f"nothing was exported.\n  fix: pass --out with a new directory")
     trial = storage.get_trial(name, winner["trial"])
     from autopeft.records import Metrics
 

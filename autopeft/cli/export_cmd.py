@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def register(sub) -> None:
@@ -48,18 +47,8 @@ def register(sub) -> None:
     t.set_defaults(func=run_train)
 
 
-def _check_out_dir(out: str) -> Path:
-    from autopeft.exceptions import ExportError
-
-    path = Path(out)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ExportError(
-            f"the output directory {path} exists and is not empty; nothing was written.\n"
-            f"  fix: pass --out with a new or empty directory")
-    return path
-
-
 def run_export(args: argparse.Namespace) -> int:
+    from autopeft.finalize import check_out_dir
     from autopeft.candidate import Candidate
     from autopeft.exceptions import ExportError
     from autopeft.export import export_candidate
@@ -67,7 +56,7 @@ def run_export(args: argparse.Namespace) -> int:
     from autopeft.report import pareto_front
     from autopeft.storage import open_storage
 
-    out = _check_out_dir(args.out)
+    out = check_out_dir(args.out)
     storage = open_storage(args.storage)
     info, ranked = rank_trials(storage, args.name, lam=args.lam, max_params=args.max_params)
     feasible = [r for r in ranked if r[2]]
@@ -110,8 +99,6 @@ def run_finalize(args: argparse.Namespace) -> int:
     from autopeft.storage import open_storage
 
     storage = open_storage(args.storage)
-    if args.out:
-        _check_out_dir(args.out)
     result = finalize_study(storage, args.name, top_k=args.top_k, out_dir=args.out,
                             log=lambda s: print(s, file=sys.stderr))
     for row in result["candidates"]:
@@ -123,9 +110,10 @@ def run_finalize(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from autopeft.finalize import check_out_dir
     from autopeft.finalize import train_exported
 
-    _check_out_dir(args.out)
+    check_out_dir(args.out)
     result = train_exported(args.config, args.out, experiment_path=args.experiment,
                             seed=args.seed, log=lambda s: print(s, file=sys.stderr))
     print(f"trained: validation {result['val_metric']:.4f}, test {result['test_metric']:.4f} "
