@@ -41,6 +41,8 @@ MAX_VALUES = 20_000
 
 _MISSING = object()
 _MERGE = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map",
+               yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 _DEEP_FIX = "flatten it: autopeft files nest a few levels (a runaway generator?)"
 _SYNTAX_FIX = ("fix the YAML syntax there (indentation, a missing ':' or an unclosed "
                "bracket or quote are the usual causes)")
@@ -270,12 +272,14 @@ class _Bounded(yaml.composer.Composer):
             raise self._refuse(event, path, f"the document nests deeper than "
                                f"{self._max_depth} levels", _DEEP_FIX)
         if self._total > self._max_values:
-            what = (" once its aliases are expanded (a YAML 'billion laughs'?)"
-                    if self._aliases else "")
+            if self._aliases:
+                what = " once its aliases are expanded (a YAML 'billion laughs'?)"
+                fix = "write the values out with fewer aliases"
+            else:
+                what, fix = "", "check that this is the right file"
             raise self._refuse(event, path, f"the document holds more than "
                                f"{self._max_values:,} values{what}",
-                               "write the values out with fewer aliases; autopeft files "
-                               "hold a few hundred values")
+                               f"{fix}; autopeft files hold a few hundred values")
 
     def _refuse(self, event: Any, path: str, message: str, fix: str) -> AutoPeftError:
         if len(path) > 80:  # 64 levels of `[0]` say nothing more than the first few
@@ -337,6 +341,11 @@ class _Builder:
                        value=value, fix=fix)
 
     def build(self, node: Any, path: str, depth: int) -> Any:
+        plain = _PLAIN_TAGS.get(type(node))
+        if plain is not None and node.tag != plain:  # `!!python/...` on a list or mapping
+            raise self.fail(path, node.start_mark.line + 1, f"the tag {node.tag!r} is not "
+                            "understood", fix="remove the tag: autopeft reads plain YAML "
+                            "(no !!python/... or custom tags)")
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
