@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -169,7 +168,7 @@ def read_yaml(text: str, source: str = "<string>",
         if node is None:
             return None, lines
         lines[""] = node.start_mark.line + 1
-        return _Builder(loader, source, error, lines).build(node, "", 0), lines
+        return _Builder(loader, source, error, lines).build(node, ""), lines
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, source, error, max_depth) from None
     except yaml.reader.ReaderError as exc:  # a control character: no mark, a position
@@ -203,7 +202,7 @@ def _syntax_error(exc: yaml.MarkedYAMLError, source: str, error: type[AutoPeftEr
                        f"{exc.context_mark.line + 1}, again at line {line})", line=line,
                        fix="give each anchor its own name")
     problem = exc.problem or exc.context or "cannot parse"
-    if exc.problem and exc.context:  # "but found another document": say what was expected
+    if exc.problem and exc.context and at:  # "but found another document": say what was expected
         cmark = exc.context_mark
         at = at[:-1] + f"; {exc.context}" + (f" from line {cmark.line + 1}" if cmark else "") + ")"
     fix = _SYNTAX_FIX
@@ -326,8 +325,8 @@ def _loader(text: str, fast: bool | None) -> Any:
 class _Builder:
     """Plain dicts and lists from a composed tree, refusing duplicate and non-text keys.
 
-    Aliased nodes are built again at each use (the composer bounded the total), so no
-    two places share one mutable dict."""
+    Aliased nodes are built again at each use (the composer bounded the total and the
+    depth, so this recursion is bounded too), and no two places share one mutable dict."""
 
     def __init__(self, loader: _Bounded, source: str, error: type[AutoPeftError],
                  lines: Lines) -> None:
@@ -340,55 +339,50 @@ class _Builder:
         return located(self.error, self.source, message, line=line, path=path or None,
                        value=value, fix=fix)
 
-    def build(self, node: Any, path: str, depth: int) -> Any:
+    def build(self, node: Any, path: str) -> Any:
         plain = _PLAIN_TAGS.get(type(node))
         if plain is not None and node.tag != plain:  # `!!python/...` on a list or mapping
             raise self.fail(path, node.start_mark.line + 1, f"the tag {node.tag!r} is not "
                             "understood", fix="remove the tag: autopeft reads plain YAML "
                             "(no !!python/... or custom tags)")
         if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path, depth)
+            return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             items = []
             for i, item in enumerate(node.value):
                 child = join(path, i)
                 self.lines[child] = item.start_mark.line + 1
-                items.append(self.build(item, child, depth + 1))
+                items.append(self.build(item, child))
             return items
         return self.loader.construct_object(node, deep=True)
 
-    def _mapping(self, node: Any, path: str, depth: int) -> dict[str, Any]:
+    def _mapping(self, node: Any, path: str) -> dict[str, Any]:
         first: dict[str, int] = {}
-        pairs = []
+        own, merges = [], []
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
-            key = self._key(key_node, path, line)
+            merge = isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE
+            key = "<<" if merge else self._key(key_node, path, line)
             if key in first:
-                child = join(path, key)
-                raise self.fail(child, line, f"duplicate key {key!r} (first at line "
-                                f"{first[key]}, again at line {line})", key,
+                raise self.fail(join(path, key), line, f"duplicate key {key!r} (first at "
+                                f"line {first[key]}, again at line {line})", key,
                                 fix="keep one of them: YAML would silently drop the first")
             first[key] = line
-            pairs.append((key, line, value_node))
+            (merges if merge else own).append((key, line, value_node))
         # merged mappings first, so that the keys written here own their lines
         out: dict[str, Any] = {}
-        for key, line, value_node in pairs:
-            if key == "<<":
-                self._merge(value_node, path, line, depth, out)
-        for key, line, value_node in pairs:
-            if key != "<<":
-                child = join(path, key)
-                self.lines[child] = line
-                # a key written here overrides one merged in (YAML's merge rule)
-                out[key] = self.build(value_node, child, depth + 1)
+        for _, line, value_node in merges:
+            self._merge(value_node, path, line, out)
+        for key, line, value_node in own:
+            child = join(path, key)
+            self.lines[child] = line
+            out[key] = self.build(value_node, child)  # overrides a merged key (YAML's rule)
         return out
 
     def _key(self, key_node: Any, path: str, line: int) -> str:
         if not isinstance(key_node, yaml.ScalarNode):
             raise self.fail(path, line, "a key must be a plain word, not a list or mapping",
                             fix="write key: value")
-        if key_node.tag == _MERGE:
-            return "<<"
         key = self.loader.construct_object(key_node, deep=True)
         if not isinstance(key, str):
             raise self.fail(path, line, f"key {key_node.value!r} is read by YAML as "
@@ -396,8 +390,7 @@ class _Builder:
                             fix=f"quote it: '{key_node.value}'")
         return key
 
-    def _merge(self, node: Any, path: str, line: int, depth: int,
-               into: dict[str, Any]) -> None:
+    def _merge(self, node: Any, path: str, line: int, into: dict[str, Any]) -> None:
         """`<<: *anchor` or `<<: [*a, *b]`: earlier mappings win over later ones."""
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         for src in sources:
@@ -406,6 +399,5 @@ class _Builder:
                                 "or a list of mappings", fix="write `<<: *anchor` where "
                                 "the anchor names a mapping")
             # built under this mapping's path, so merged keys keep the anchor's lines
-            for key, value in self._mapping(src, path, depth).items():
+            for key, value in self._mapping(src, path).items():
                 into.setdefault(key, value)
-

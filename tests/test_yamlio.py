@@ -252,6 +252,8 @@ def test_merge_keys_work_and_written_keys_win_and_keep_their_lines():
     assert lines["c.y"] == 4 and lines["c.x"] == 1
     with pytest.raises(ConfigError, match="merge key"):
         yamlio.read_yaml("c:\n  <<: [1, 2]\n", "f.yaml")
+    # a quoted '<<' is a plain key, not a merge
+    assert yamlio.read_yaml("c: {'<<': [1, 2]}\n", "f.yaml")[0] == {"c": {"<<": [1, 2]}}
 
 
 def test_an_empty_file_is_none_and_comments_only_too():
