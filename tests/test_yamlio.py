@@ -357,3 +357,24 @@ def test_train_refuses_a_bad_candidate_file_and_writes_nothing(tmp_path):
     rc, _, err = out.value
     assert rc == ExportError.exit_code and "billion laughs" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
+
+
+def test_no_module_reads_yaml_around_the_strict_reader():
+    # a yaml.safe_load anywhere else would bring back silent duplicates and unbounded aliases
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "autopeft"
+    loads = {"load", "safe_load", "full_load", "unsafe_load", "load_all", "safe_load_all",
+             "compose", "compose_all", "CSafeLoader", "SafeLoader", "Loader", "FullLoader"}
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "yamlio.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr in loads
+                    and isinstance(node.value, ast.Name) and node.value.id == "yaml"):
+                found.append(f"{path.relative_to(package.parent)}:{node.lineno} yaml.{node.attr}")
+            if isinstance(node, ast.ImportFrom) and node.module == "yaml":
+                found += [f"{path.relative_to(package.parent)}:{node.lineno} from yaml import "
+                          f"{a.name}" for a in node.names if a.name in loads]
+    assert found == [], found
