@@ -7,6 +7,7 @@ The child measures its own peak Python allocation with tracemalloc and its time.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -51,6 +52,7 @@ def run_bounded(fn: Callable[[], Any], seconds: float = 10.0, extra_mb: int = 76
     the resident set (peak minus start, from /proc)."""
     read_end, write_end = os.pipe()
     limit = _status("VmSize") + extra_mb * 2**20
+    gc.freeze()  # the child's collector then leaves the parent's objects (and pages) alone
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         os.close(read_end)
@@ -81,6 +83,7 @@ def run_bounded(fn: Callable[[], Any], seconds: float = 10.0, extra_mb: int = 76
             code = 3
         finally:
             os._exit(code)
+    gc.unfreeze()
     os.close(write_end)
     chunks: list[bytes] = []
     deadline = time.monotonic() + seconds
