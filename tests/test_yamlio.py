@@ -378,3 +378,12 @@ def test_no_module_reads_yaml_around_the_strict_reader():
                 found += [f"{path.relative_to(package.parent)}:{node.lineno} from yaml import "
                           f"{a.name}" for a in node.names if a.name in loads]
     assert found == [], found
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k.name in ("space", "experiment")],
+                         ids=["space", "experiment"])
+def test_a_device_or_a_directory_is_refused_by_name(tmp_path, kind):
+    with pytest.raises(kind.error, match="'/dev/zero' is not a regular file, not an? "):
+        kind.load("/dev/zero")  # it would never end
+    with pytest.raises(kind.error, match="is a directory"):
+        kind.load(str(tmp_path))
