@@ -337,23 +337,18 @@ BUILTIN_DATASETS = {
 def load_experiment(path_or_name: str | os.PathLike) -> ExperimentConfig:
     """Read an experiment file (a path, or the name of a shipped one such as 'default')."""
     path = _locate(str(path_or_name))
-    import yaml
+    from autopeft import yamlio
 
+    data, lines = yamlio.read_yaml_file(path, ExperimentError)
     try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ExperimentError(f"not valid YAML: {exc}", file=str(path),
-                              fix="fix the YAML syntax at the line shown") from exc
-    except OSError as exc:
-        raise ExperimentError(f"cannot read the file: {exc}", file=str(path),
-                              fix="check the path and its permissions") from exc
-    if data is None:
-        data = {}
-    if isinstance(data, Mapping) and "source" in data:
-        raise ExperimentError("unknown key 'source'", file=str(path), path="source",
-                              value=data["source"], fix="remove it (autopeft sets it)")
-    cfg = ExperimentConfig.from_dict(data, file=str(path))
+        if data is None:
+            data = {}
+        if isinstance(data, Mapping) and "source" in data:
+            raise ExperimentError("unknown key 'source'", file=str(path), path="source",
+                                  value=data["source"], fix="remove it (autopeft sets it)")
+        cfg = ExperimentConfig.from_dict(data, file=str(path))
+    except ExperimentError as exc:  # the schema's errors, given the line of their path
+        raise yamlio.add_line(exc, str(path), lines) from None
     return dataclasses.replace(cfg, source=str(path))
 
 

@@ -113,7 +113,7 @@ def load_exported(path: str | Path) -> tuple[Candidate, dict[str, Any]]:
     The provenance always has "model" (the model reference the candidate was exported for)
     and "artifact" (what the directory holds, as described in the module docstring).
     """
-    import yaml
+    from autopeft import yamlio
 
     p = Path(path)
     file = p if p.is_file() else p / CANDIDATE_FILE
@@ -121,20 +121,19 @@ def load_exported(path: str | Path) -> tuple[Candidate, dict[str, Any]]:
         raise ExportError(f"{file} does not exist, so {p} is not an autopeft export.\n"
                           f"  fix: pass a directory written by `autopeft export` / `finalize` "
                           f"(it holds {CANDIDATE_FILE})")
-    try:
-        doc = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise ExportError(f"{file} is not valid YAML ({exc}).\n  fix: re-export the candidate") \
-            from exc
+    doc, lines = yamlio.read_yaml_file(file, ExportError)  # the same strict reader
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or "candidate" not in doc:
-        raise ExportError(f"{file} is not an autopeft export of format {FORMAT!r} "
-                          f"(format: {doc.get('format') if isinstance(doc, dict) else None!r}).\n"
-                          f"  fix: re-export it with this autopeft version ({__version__})")
+        got = doc.get("format") if isinstance(doc, dict) else None
+        raise yamlio.located(ExportError, str(file), f"not an autopeft export of format "
+                             f"{FORMAT!r} (format: {got!r})", line=lines.at("format"),
+                             path="format" if isinstance(doc, dict) else None,
+                             fix=f"re-export it with this autopeft version ({__version__})")
     try:
         candidate = Candidate.from_dict(doc["candidate"])
     except (ValueError, TypeError, KeyError) as exc:
-        raise ExportError(f"{file}: at candidate: {exc}.\n  fix: correct the module entry "
-                          f"(see autopeft.moduletypes) or re-export the candidate") from exc
+        raise yamlio.located(ExportError, str(file), f"{exc}", line=lines.at("candidate"),
+                             path="candidate", fix="correct the module entry (see "
+                             "autopeft.moduletypes) or re-export the candidate") from exc
     prov = dict(doc.get("provenance") or {})
     if prov.get("model") is None:
         prov["model"] = (doc.get("model") or {}).get("ref")

@@ -53,9 +53,11 @@ def resolve(name_or_path: str | os.PathLike, kind: str, *,
     path = Path(text).expanduser()
     if path.is_file():
         return path
-    if path.exists():
-        raise error(f"{text!r} is a directory, not a {kind[:-1].replace('_', ' ')} file",
-                    file=text, value=text, fix="name a YAML file")
+    if path.exists():  # a directory, or a device or pipe (/dev/zero would never end)
+        noun = kind[:-1].replace("_", " ")
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise error(f"{text!r} is {what}, not {'an' if noun[0] in 'aeiou' else 'a'} {noun} "
+                    "file", file=text, value=text, fix="name a YAML file")
     names = shipped(kind)
     if text and os.sep not in text and "/" not in text:
         for candidate in (text, text + SUFFIX):

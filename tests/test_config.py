@@ -78,7 +78,7 @@ def test_bad_values_name_file_path_and_fix(tmp_path, text, path, words):
 
 def test_yaml_syntax_error_names_the_file(tmp_path):
     f = write(tmp_path, "proxy: [unclosed\n")
-    with pytest.raises(ExperimentError, match="not valid YAML"):
+    with pytest.raises(ExperimentError, match="invalid YAML"):
         load_experiment(f)
 
 

@@ -123,13 +123,13 @@ def load_preset(name_or_path: str) -> Preset:
             return Preset(name=name_or_path, controller=name_or_path)
         raise ConfigError(f"no controller preset {name_or_path!r}", value=name_or_path,
                           fix=f"give a preset file, or one of {sorted(CONTROLLERS)}")
-    import yaml
+    from autopeft import yamlio
 
+    data, lines = yamlio.read_yaml_file(path, ConfigError)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
-    return parse_preset(data, name=path.stem, source=str(path))
+        return parse_preset(data, name=path.stem, source=str(path))
+    except ConfigError as exc:  # the schema's errors, given the line of their path
+        raise yamlio.add_line(exc, str(path), lines) from None
 
 
 def make_controller(name_or_preset: str | Preset, space: Any, seed: int,

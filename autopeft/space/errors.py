@@ -7,23 +7,14 @@ so errors raised long after parsing (at bind time, say) still point at the right
 from __future__ import annotations
 
 import difflib
-import json
 from typing import Any, Iterable, Mapping
 
 from autopeft.exceptions import SpaceError
+from autopeft.yamlio import Lines, join, located, show
+
+__all__ = ["Where", "did_you_mean", "join", "show", "type_name"]
 
 _MISSING = object()
-
-
-def show(value: Any) -> str:
-    """A short, YAML-ish rendering of a user value for messages."""
-    if isinstance(value, str):
-        return repr(value)
-    try:
-        text = json.dumps(value, sort_keys=False, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def type_name(value: Any) -> str:
@@ -39,39 +30,21 @@ def did_you_mean(word: Any, options: Iterable[str], listing: bool = True) -> str
     return f"{hint}allowed: {', '.join(options)}" if listing else hint
 
 
-def join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
 class Where:
     """Where a space comes from: its file name and the line of each YAML path."""
 
     def __init__(self, source: str, lines: Mapping[str, int] | None = None) -> None:
         self.source = source
-        self.lines = dict(lines or {})
+        self.lines = Lines(lines or {})
 
     def line(self, path: str) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            cut = max(path.rfind("."), path.rfind("["))
-            if cut <= 0:
-                break
-            path = path[:cut]
-        return self.lines.get(path)
+        return self.lines.at(path) if path else None
 
     def error(self, path: str, message: str, value: Any = _MISSING,
               fix: str | None = None) -> SpaceError:
         if value is not _MISSING and value is not None and show(value) not in message:
             message = f"{message} (got {show(value)})"  # every message names the bad value
-        line = self.line(path) if path else None
-        shown_file = f"{self.source}:{line}" if line else self.source
-        err = SpaceError(message, file=shown_file, path=path or None,
-                         value=None if value is _MISSING else value, fix=fix)
-        # keep the attributes plain: file without the line, the line apart
-        err.file = self.source
-        err.line = line  # type: ignore[attr-defined]
-        return err
+        err = located(SpaceError, self.source, message, line=self.line(path),
+                      path=path or None, value=None if value is _MISSING else value, fix=fix)
+        return err  # type: ignore[return-value]
