@@ -157,18 +157,31 @@ class Controller(abc.ABC):
         pass
 
 
+# An infeasible trial (over a constraint of the experiment: export never offers it) is told
+# with its metric lowered by the width of the widest metric range (MCC lies in [-1, 1]):
+# it then ranks below every feasible trial of no larger cost, so a controller learns to
+# leave the infeasible region instead of chasing its high metric. Constraints bound costs,
+# so the infeasible trials are the costly ones.
+INFEASIBLE_PENALTY = 2.0
+
+
 def reward_of(record: TrialRecord) -> float | None:
-    """The scalar a single-objective controller maximises, or None for a failed trial."""
+    """The scalar a single-objective controller maximises, or None for a failed trial;
+    lowered by INFEASIBLE_PENALTY when the trial is infeasible."""
     if record.state is TrialState.FAILED or record.reward is None:
         return None
     r = float(record.reward)
+    if record.feasible is False:
+        r -= INFEASIBLE_PENALTY
     return r if math.isfinite(r) else None
 
 
 def objectives_of(record: TrialRecord) -> tuple[float, float, float] | None:
-    """(metric, params_ratio, flops_ratio): metric up, the two costs down; None if failed."""
+    """(metric, params_ratio, flops_ratio): metric up, the two costs down; None if failed.
+    An infeasible trial's metric is lowered by INFEASIBLE_PENALTY, as in reward_of."""
     m = record.metrics
     if record.state is TrialState.FAILED or m is None:
         return None
-    vals = (float(m.metric), float(m.cost.params_ratio), float(m.cost.flops_ratio))
+    metric = float(m.metric) - (INFEASIBLE_PENALTY if record.feasible is False else 0.0)
+    vals = (metric, float(m.cost.params_ratio), float(m.cost.flops_ratio))
     return vals if all(math.isfinite(v) for v in vals) else None
