@@ -268,6 +268,8 @@ def test_resume_uses_the_stored_preset_not_a_file_in_the_working_directory(stora
                       "pruner: {type: asha, min_resource: 5}\n")
     name = _create(storage, n=2, controller=str(preset))
     _create(storage, "shipped", n=2, controller="tpe")
+    assert storage.get_study(name).controller == str(preset.resolve())  # as `ls` shows
+    assert storage.get_study("shipped").controller == "tpe"
     preset.write_text("controller: random\n")          # the file changes afterwards...
     Path("tpe.yaml").write_text("controller: random\n")  # ...and a same-named file appears
     for study, startup, pruner in ((name, 3, "asha"), ("shipped", 10, None)):

@@ -44,6 +44,7 @@ class StudyPlan:
     n_decisions: int
     experiment: Mapping[str, Any]      # ExperimentConfig.to_dict(), seed = the study seed
     preset: Any                        # controllers.presets.Preset
+    controller_ref: str                # as shown by `ls`: a preset name, or a file's path
     controller_settings: Mapping[str, Any]
     seed: int
     n_trials: int
@@ -89,6 +90,9 @@ def plan_study(name: str | None, *, space: Any, experiment: Any, controller: Any
     bound = space.bind(num_layers=info.num_layers, hidden_size=info.hidden_size)
     preset = controller if isinstance(controller, Preset) else load_preset(str(controller))
     ctrl = make_controller(preset, bound, seed=seed)  # validates the settings
+    ref = preset.name if isinstance(controller, Preset) else str(controller)
+    if Path(ref).is_file():  # a preset given as a file: shown by its absolute path
+        ref = str(Path(ref).resolve())
     if check_data:
         from autopeft.taskdata import check_data as check
 
@@ -98,6 +102,7 @@ def plan_study(name: str | None, *, space: Any, experiment: Any, controller: Any
         space_name=space.name, space_text=_space_text(space),
         space_fingerprint=space.fingerprint, space_source=str(Path(space.source).resolve()),
         n_decisions=len(bound.decisions), experiment=cfg.to_dict(), preset=preset,
+        controller_ref=ref,
         controller_settings=dict(ctrl.settings), seed=seed, n_trials=n_trials,
         runs_dir=str(Path(runs_dir).resolve()))
 
@@ -114,14 +119,13 @@ def create_study(storage: Any, name: str | None = None, *, plan: StudyPlan | Non
         plan = plan_study(name, **inputs)
     elif inputs or name is not None:
         raise TypeError("give either a plan or the study's inputs, not both")
-    preset = plan.preset
     storage.create_study(
         name=plan.name, space_text=plan.space_text, space_fingerprint=plan.space_fingerprint,
         space_source=plan.space_source, experiment=dict(plan.experiment),
-        controller=str(Path(preset.source).resolve()) if preset.source else preset.name,
+        controller=plan.controller_ref,
         controller_settings=dict(plan.controller_settings), seed=plan.seed,
         n_trials=plan.n_trials, versions=library_versions())
-    storage.set_study_attr(plan.name, PRESET_ATTR, preset_to_dict(preset))
+    storage.set_study_attr(plan.name, PRESET_ATTR, preset_to_dict(plan.preset))
     storage.set_study_attr(plan.name, RUNS_DIR_ATTR, plan.runs_dir)
     return plan.name
 
