@@ -114,3 +114,29 @@ def test_every_pareto_user_agrees_with_pareto_front():
     pairs = [(c, m) for m, c, _ in points]
     assert report.pareto_front(pairs) == sorted(
         pareto.front([(m, c) for c, m in pairs]), key=lambda i: pairs[i][0])
+
+
+def test_ls_show_and_export_agree_on_the_best_trial(tmp_path, monkeypatch, capsys):
+    import json
+    import re
+
+    from autopeft.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTOPEFT_FAKE", json.dumps({"fail_if": "'rank': 1,"}))
+    exp = tmp_path / "fake.yaml"
+    exp.write_text("name: fake\nmodel: minilm\nevaluator: autopeft.testing.study_fakes:analytic\n"
+                   "constraints: {max_params_ratio: 0.01}\n")
+    assert main(["search", "--space", "lora_only.yaml", "--experiment", str(exp), "--trials",
+                 "8", "--study", "b", "--quiet", "--seed", "2"]) == 0
+    capsys.readouterr()
+    assert main(["ls", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    best_reward = [s for s in listed if s["name"] == "b"][0]["best_reward"]
+    assert main(["show", "b", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert main(["export", "b", "--out", "out", "--top-k", "1"]) == 0
+    exported = int(re.search(r"exported trial (\d+)", capsys.readouterr().out).group(1))
+    top = shown[0]
+    assert top["number"] == exported and top["reward"] == pytest.approx(best_reward)
+    assert top["state"] == "complete" and top["feasible"] is True
