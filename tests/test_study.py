@@ -87,6 +87,11 @@ def test_resume_refuses_a_changed_space_file(tmp_path, monkeypatch, capsys):
     assert rc == 7
     assert "changed" in err and "mine.yaml" in err and "fix:" in err
     assert len(_trials(tmp_path / "autopeft.db", "drift")) == 2
+    from autopeft.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'autopeft.db'}")
+    assert storage.get_study("drift").n_trials == 2  # the refused resume changed nothing
+    storage.close()
 
 
 def test_crashed_trial_is_retried_and_failed_trial_is_kept(tmp_path, monkeypatch):
