@@ -8,7 +8,6 @@ its test score is reported, never used to choose (choosing on test would leak it
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -32,25 +31,16 @@ def rank_trials(storage: Any, name: str, *, lam: float | None = None,
                 max_params: float | None = None) -> tuple[Any, list[tuple]]:
     """Completed trials re-scored (optionally with a new λ / params limit), best first.
 
-    Returns (study info, [(trial, reward, feasible, reasons), ...]). Nothing is retrained:
-    the reward is recomputed from the stored metrics.
+    Returns (study info, [(trial, reward, feasible, reasons), ...]) in the order of
+    autopeft.ranking (feasible first, reward down, trial number up). Nothing is
+    retrained: the reward is recomputed from the stored metrics (ranking.rescore).
     """
-    from autopeft.config import ExperimentConfig
-    from autopeft.reward import score
+    from autopeft.ranking import rescore
 
     info = storage.get_study(name)
-    cfg = ExperimentConfig.from_dict(info.experiment)
-    if lam is not None:
-        cfg = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, lam=lam))
-    if max_params is not None:
-        cfg = dataclasses.replace(cfg, constraints=dataclasses.replace(
-            cfg.constraints, max_params_ratio=max_params))
-    out = []
-    for t in storage.get_trials(name, states=[TrialState.COMPLETE]):
-        s = score(t.metrics, cfg)
-        out.append((t, s.reward, s.feasible, list(s.reasons)))
-    out.sort(key=lambda r: (not r[2], -r[1], r[0].number))
-    return info, out
+    rescored = rescore(storage.get_trials(name, states=[TrialState.COMPLETE]),
+                       info.experiment, lam=lam, max_params_ratio=max_params)
+    return info, [(r.trial, r.reward, r.feasible, list(r.reasons)) for r in rescored]
 
 
 def provenance(info: Any, trial: TrialRecord | None, reward: float | None,
@@ -132,8 +122,8 @@ def finalize_study(storage: Any, name: str, *, top_k: int = 3, out_dir: str | No
                      "params_ratio": m.cost.params_ratio,
                      "latency_ratio": m.cost.latency_ratio, "checkpoint": m.checkpoint,
                      "metrics": m.to_dict(), "seed": seed})
-    feasible = [r for r in rows if r["feasible"]] or rows
-    winner = max(feasible, key=lambda r: (r["reward"], -r["trial"]))
+    # the order of autopeft.ranking: feasible first, reward down, trial number up
+    winner = min(rows, key=lambda r: (not r["feasible"], -r["reward"], r["trial"]))
     trial = storage.get_trial(name, winner["trial"])
     from autopeft.records import Metrics
 

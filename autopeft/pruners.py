@@ -25,8 +25,9 @@ import abc
 import math
 from typing import Any, Iterable, Mapping
 
-from autopeft.controllers.base import Setting
+from autopeft.settings import Setting
 from autopeft.exceptions import ConfigError
+from autopeft.pareto import front_ranks
 
 
 class Pruner(abc.ABC):
@@ -46,12 +47,6 @@ class Pruner(abc.ABC):
         """Replay (trial_number, step, value, params_ratio) reports in the order made."""
         for trial, step, value, ratio in reports:
             self.should_stop(trial, step, value, params_ratio=ratio)
-
-
-class NopPruner(Pruner):
-    def should_stop(self, trial_number: int, step: int, value: float, *,
-                    params_ratio: float | None = None) -> bool:
-        return False
 
 
 class SuccessiveHalvingPruner(Pruner):
@@ -107,24 +102,6 @@ class SuccessiveHalvingPruner(Pruner):
         self._reached = {int(t): int(k) for t, k in state["reached"].items()}
 
 
-def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    """a=(metric, params_ratio) dominates b: no worse in both, better in one."""
-    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
-
-
-def front_ranks(points: Mapping[int, tuple[float, float]]) -> dict[int, int]:
-    """Non-dominated sorting: key -> front index (0 = the Pareto front)."""
-    left, ranks, front = dict(points), {}, 0
-    while left:
-        layer = [k for k, p in left.items()
-                 if not any(_dominates(q, p) for j, q in left.items() if j != k)]
-        for k in layer:
-            ranks[k] = front
-            del left[k]
-        front += 1
-    return ranks
-
-
 class ParetoHalvingPruner(SuccessiveHalvingPruner):
     """ASHA over (metric up, params_ratio down). A report without params_ratio counts as
     cost 0, so a study that never reports costs gets plain single-metric ASHA."""
@@ -136,8 +113,8 @@ class ParetoHalvingPruner(SuccessiveHalvingPruner):
         return ranks[trial] == 0 or ahead < self._quota(len(rung))
 
 
-_PRUNERS: dict[str, type[SuccessiveHalvingPruner] | type[NopPruner]] = {
-    "none": NopPruner,
+# "none" is accepted by make_pruner and means no pruner at all (None)
+_PRUNERS: dict[str, type[SuccessiveHalvingPruner]] = {
     "asha": SuccessiveHalvingPruner,
     "successive_halving": SuccessiveHalvingPruner,
     "pareto_asha": ParetoHalvingPruner,
@@ -160,9 +137,9 @@ def make_pruner(config: Mapping[str, Any] | str | None) -> Pruner | None:
         raise ConfigError("a pruner must be a mapping with a `type`", value=config,
                           fix="e.g. pruner: {type: asha, min_resource: 50, eta: 3}")
     kind = config.get("type")
-    if kind not in _PRUNERS:
+    if kind not in _PRUNERS and kind != "none":
         raise ConfigError(f"unknown pruner type {kind!r}", path="type", value=kind,
-                          fix=f"use one of {sorted(_PRUNERS)}")
+                          fix=f"use one of {sorted([*_PRUNERS, 'none'])}")
     if kind == "none":
         if set(config) != {"type"}:
             raise ConfigError("pruner type 'none' takes no settings", path="type")

@@ -48,14 +48,10 @@ def decision_importance(trials: list[TrialRecord]) -> dict[str, float]:
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated in (cost lower, metric higher)."""
-    front = []
-    for i, (c, m) in enumerate(points):
-        dominated = any((c2 <= c and m2 >= m) and (c2 < c or m2 > m)
-                        for j, (c2, m2) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
+    """Indices of points not dominated in (cost lower, metric higher), by cost."""
+    from autopeft.pareto import front
+
+    return sorted(front([(m, c) for c, m in points]), key=lambda i: points[i][0])
 
 
 def write_report(trials: list[TrialRecord], out_dir: str | Path, *, title: str) -> list[Path]:

@@ -15,7 +15,11 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from autopeft.config import ConstraintsConfig, ExperimentConfig, RewardConfig
+from autopeft.pareto import dominates, front
 from autopeft.records import Metrics, TrialRecord, TrialState
+
+__all__ = ["Score", "dominates", "pareto_front", "pareto_trials", "reward_value", "score",
+           "violations"]
 
 
 class Score(NamedTuple):
@@ -65,21 +69,10 @@ def score(metrics: Metrics | Mapping[str, Any],
     return Score(r, not reasons, reasons)
 
 
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """a dominates b over (metric ↑, params_ratio ↓, flops_ratio ↓)."""
-    better_or_equal = a[0] >= b[0] and all(x <= y for x, y in zip(a[1:], b[1:]))
-    strictly = a[0] > b[0] or any(x < y for x, y in zip(a[1:], b[1:]))
-    return better_or_equal and strictly
-
-
 def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
-    """Indices of the non-dominated points, in input order.
-
-    Each point is (metric, params_ratio, flops_ratio): higher metric and lower ratios are
-    better.  Equal points are all kept.  O(n²), fine for a study's few hundred trials.
-    """
-    return [i for i, p in enumerate(points)
-            if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
+    """Indices of the non-dominated (metric, params_ratio, flops_ratio) points, in input
+    order (autopeft.pareto.front)."""
+    return front(points)
 
 
 def pareto_trials(records: Iterable[TrialRecord], *,

@@ -185,7 +185,7 @@ def load_examples(data: DataConfig, *, file: str | None = None) -> RawData:
                 raise ExperimentError(f"column {col!r} is not in the data", file=file,
                                       path=path, value=col,
                                       fix=f"use one of: {', '.join(map(str, df.columns))}")
-        df = df.dropna(subset=[*cols, data.label])
+        df = _drop_empty(df, cols, data, file)
         labels = df[data.label].tolist()
         parts = [[str(x) for x in df[c].tolist()] for c in cols]
         rows = parts[0] if len(cols) == 1 else list(zip(*parts))
@@ -206,6 +206,53 @@ def load_examples(data: DataConfig, *, file: str | None = None) -> RawData:
         h.update(json.dumps([row, y], ensure_ascii=False).encode())
     log.info("read %d examples, %d classes from %s", len(rows), len(names), data.source)
     return RawData(tuple(rows), ids, tuple(names), h.hexdigest())
+
+
+def _drop_empty(df: Any, cols: list[str], data: DataConfig, file: str | None) -> Any:
+    """The rows with every text and the label present; says what it drops, and why.
+
+    A text that is missing or only whitespace cannot be classified, and a missing label
+    cannot be learned. When nothing is left, the column to blame is named.
+    """
+    n = len(df)
+    empty_text = np.zeros(n, dtype=bool)
+    for c in cols:
+        column = df[c]
+        empty_text |= (column.isna() | column.astype(str).str.strip().eq("")).to_numpy()
+    no_label = df[data.label].isna().to_numpy()
+    if n and empty_text.all():
+        raise ExperimentError(f"every one of the {n} rows has an empty text in "
+                              f"{_columns(cols)}", file=file, path="data.text",
+                              value=data.text, fix="point data.text at the column that "
+                              "holds the texts")
+    if n and no_label.all():
+        raise ExperimentError(f"every one of the {n} rows has no label in column "
+                              f"{data.label!r}", file=file, path="data.label",
+                              value=data.label, fix="point data.label at the column that "
+                              "holds the labels")
+    drop = empty_text | no_label
+    if drop.any():
+        why = []
+        if empty_text.any():
+            why.append(f"{int(empty_text.sum())} with an empty text in {_columns(cols)}")
+        if no_label.any():
+            why.append(f"{int(no_label.sum())} without a label in column {data.label!r}")
+        log.warning("dropped %d of %d rows of %s: %s", int(drop.sum()), n, data.source,
+                    "; ".join(why))
+    return df[~drop]
+
+
+def _columns(cols: list[str]) -> str:
+    return f"column {cols[0]!r}" if len(cols) == 1 else f"columns {cols!r}"
+
+
+def check_data(data: DataConfig, *, file: str | None = None) -> RawData:
+    """Read the data and make the splits as a worker will, so that every data error
+    (a missing column, one class, empty texts, too few examples of a class) is found in
+    the driver before a study is created (autopeft.study.plan_study calls it)."""
+    raw = load_examples(data, file=file)
+    make_splits(raw.labels, data, file=file, label_names=raw.label_names)
+    return raw
 
 
 def _label_ids(labels: Sequence[Any], file: str | None) -> tuple[list[str], np.ndarray]:
@@ -256,8 +303,8 @@ def _count(spec: float, n: int) -> int:
     return int(round(spec * n)) if spec < 1 else int(spec)
 
 
-def make_splits(labels: np.ndarray, data: DataConfig, *,
-                file: str | None = None) -> dict[str, np.ndarray]:
+def make_splits(labels: np.ndarray, data: DataConfig, *, file: str | None = None,
+                label_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Disjoint stratified train / validation / test indices (each sorted)."""
     n = labels.size
     n_val, n_test = _count(data.validation, n), _count(data.test, n)
@@ -271,6 +318,16 @@ def make_splits(labels: np.ndarray, data: DataConfig, *,
     classes, counts = np.unique(labels, return_counts=True)
     take_test = _allocate(counts, n_test)
     take_val = _allocate(counts - take_test, n_val)
+    short = [(int(c), int(k)) for c, k, t, v in zip(classes, counts, take_test, take_val)
+             if t + v >= k]
+    if short:
+        c, k = short[0]
+        label = repr(label_names[c]) if label_names is not None else f"with id {c}"
+        raise ExperimentError(
+            f"class {label} has {k} example(s): none is left to train on after the validation "
+            f"and test splits ({len(short)} class(es) like this)", file=file, path="data",
+            value={"validation": data.validation, "test": data.test},
+            fix="add examples of the rare classes, or use smaller validation/test sizes")
     parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
     for c, t, v in zip(classes, take_test, take_val):
         members = rng.permutation(np.flatnonzero(labels == c))

@@ -39,19 +39,29 @@ def test_space_check_command_loads_no_heavy_library() -> None:
 
 
 # Layers of ARCHITECTURE.md §2: a module may import only modules of its layer or below
-# (siblings in L4 never import each other). Modules not listed here are not checked.
+# (siblings in L4 never import each other). Every top-level module and package must be
+# listed: a new one fails test_every_module_has_a_layer until it is given its layer.
 LAYERS = {
     "exceptions": 0, "version": 0, "_imports": 0, "moduletypes": 0, "candidate": 0,
-    "resources": 0, "yamlio": 0,
+    "resources": 0, "yamlio": 0, "settings": 0, "pareto": 0,
+    "__init__": 0,  # autopeft/__init__.py itself: `import autopeft` stays light
     "space": 1,
     "records": 2, "config": 2,
     "models": 3, "methods": 3, "cost": 3, "reward": 3, "metrics": 3, "taskdata": 3,
-    "controllers": 4, "storage": 4, "evaluation": 4, "pruners": 4,
+    "pruners": 3, "ranking": 3,
+    "controllers": 4, "storage": 4, "evaluation": 4,
     "executors": 5,
     "study": 6, "export": 6, "finalize": 6, "report": 6,
-    "cli": 7, "testing": 7,
+    "cli": 7, "testing": 7, "__main__": 7,
 }
 SIBLINGS = {"controllers", "storage", "evaluation"}
+# Import cycles known and owned elsewhere. Each entry must still exist (the test fails
+# when it is gone, so the entry is removed with the fix).
+KNOWN_CYCLES = [
+    # space/bound.py <-> space/space.py: the "recipes" helper (issue 14.4) is breaking it;
+    # remove this entry when that branch is merged
+    ["autopeft.space.bound", "autopeft.space.space"],
+]
 
 
 def _top(module: str) -> str | None:
@@ -90,6 +100,75 @@ def _violations() -> list[str]:
 
 def test_layering_is_honest() -> None:
     assert _violations() == []
+
+
+def test_every_module_has_a_layer() -> None:
+    tops = {_top(".".join(p.relative_to(PKG.parent).with_suffix("").parts))
+            for p in PKG.rglob("*.py")}
+    missing = sorted(t for t in tops if t is not None and t not in LAYERS)
+    assert missing == [], f"give these modules a layer in LAYERS: {missing}"
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """autopeft module -> the autopeft modules it imports (lazy imports included);
+    `from pkg import sub` counts as importing the submodule when sub is one."""
+    files = {}
+    for path in PKG.rglob("*.py"):
+        parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for module, path in files.items():
+        named = set()
+        for name in _imports(path):
+            while name not in files and "." in name:  # a name imported from a module
+                name = name.rsplit(".", 1)[0]
+            named.add(name)
+        graph[module] = {m for m in named if m in files and m != module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan 1972)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def test_no_import_cycles() -> None:
+    assert import_cycles(_module_graph()) == sorted(KNOWN_CYCLES), (
+        "import cycles changed: break a new one; drop a KNOWN_CYCLES entry that is fixed")
+
+
+def test_the_cycle_finder_finds_a_lazy_loop() -> None:
+    # the evaluation/base.py <-> evaluation/proxy.py loop of issue 14 was a lazy import
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_the_layer_walk_sees_imports() -> None:

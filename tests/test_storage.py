@@ -153,8 +153,15 @@ def test_list_studies_counts_states_and_prefers_feasible_rewards(storage):
     assert a.counts == {"pending": 0, "running": 1, "complete": 2, "pruned": 1, "failed": 1,
                         "interrupted": 0}
     assert a.n_stored == 5 and a.n_finished == 4
-    assert a.best_reward == 0.6          # the best feasible one, not the infeasible 0.9
-    assert b.best_reward == 0.3          # no feasible trial: the best of the rest
+    # autopeft.ranking's rule: the best feasible COMPLETE trial (not the infeasible 0.9,
+    # not the pruned 0.6); none when no trial is feasible
+    assert a.best_reward == 0.5
+    assert b.best_reward is None
+    from autopeft.ranking import best
+
+    for info in (a, b):  # the SQL agrees with the one ranking function
+        top = best(storage.get_trials(info.name))
+        assert info.best_reward == (None if top is None else top.reward)
     assert storage.get_study("a") == a
 
 

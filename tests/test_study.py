@@ -87,6 +87,11 @@ def test_resume_refuses_a_changed_space_file(tmp_path, monkeypatch, capsys):
     assert rc == 7
     assert "changed" in err and "mine.yaml" in err and "fix:" in err
     assert len(_trials(tmp_path / "autopeft.db", "drift")) == 2
+    from autopeft.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'autopeft.db'}")
+    assert storage.get_study("drift").n_trials == 2  # the refused resume changed nothing
+    storage.close()
 
 
 def test_crashed_trial_is_retried_and_failed_trial_is_kept(tmp_path, monkeypatch):
@@ -96,11 +101,55 @@ def test_crashed_trial_is_retried_and_failed_trial_is_kept(tmp_path, monkeypatch
                 "--trials", "6", "--study", "faults", "--quiet", "--seed", "3",
                 env_opts={"crash_marker": str(marker), "fail_if": "bitfit"},
                 monkeypatch=monkeypatch) == 0
-    assert marker.exists()  # the crash happened, and was retried
-    rows = _trials(tmp_path / "autopeft.db", "faults")
-    assert [r[0] for r in rows] == list(range(6))
-    states = {r[1] for r in rows}
-    assert states <= {"complete", "failed"}
+    from autopeft.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'autopeft.db'}")
+    trials = storage.get_trials("faults")
+    storage.close()
+    assert [t.number for t in trials] == list(range(6))
+    # the crash happened in the first trial, which was retried once and completed
+    assert marker.read_text() == "0"
+    assert trials[0].state.value == "complete" and trials[0].attempts == 2
+    # a candidate failure was kept as FAILED, with its reason, and not retried
+    failed = [t for t in trials if t.state.value == "failed"]
+    assert failed and all("injected failure" in t.error and t.attempts == 1 for t in failed)
+    assert all(t.attempts == 1 for t in trials[1:])
+
+
+def test_a_search_with_no_completed_trial_fails_and_resume_does_not_finish_it(
+        tmp_path, monkeypatch, capsys):
+    exp = _experiment(tmp_path)
+    args = ["search", "--space", "lora_only.yaml", "--experiment", str(exp), "--trials", "2",
+            "--study", "allfail", "--quiet"]
+    rc = _cli(tmp_path, *args, env_opts={"fail_if": "lora"}, monkeypatch=monkeypatch)
+    assert rc == 5 and "no completed trial" in capsys.readouterr().err
+    assert main(["resume", "allfail", "--quiet"]) == 5
+    from autopeft.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'autopeft.db'}")
+    assert storage.get_study("allfail").status == "failed"
+    storage.close()
+
+
+def test_data_errors_exit_3_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f",{i % 2}\n" for i in range(20)))
+    exp = tmp_path / "e.yaml"
+    exp.write_text(f"model: minilm\nevaluator: {FAKE}\ndata: {{source: {data}}}\n")
+    rc = main(["search", "--space", "lora_only.yaml", "--experiment", str(exp), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "data.text" in err and "empty text" in err
+    assert not (tmp_path / "autopeft.db").exists()  # not even an empty database
+    # a few empty rows are dropped, and the CLI says so
+    data.write_text("text,label\n" + "".join(f"t{i} w,{i % 2}\n" for i in range(30))
+                    + ",1\n,0\n")
+    run = subprocess.run([sys.executable, "-m", "autopeft", "search", "--space",
+                          "lora_only.yaml", "--experiment", str(exp), "--quiet", "--trials",
+                          "1", "--study", "d"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, AUTOPEFT_FAKE="{}"))
+    assert run.returncode == 0, run.stderr
+    assert "dropped 2 of 32 rows" in run.stderr and "empty text in column 'text'" in run.stderr
 
 
 def test_bad_inputs_get_distinct_exit_codes_and_write_nothing(tmp_path, monkeypatch, capsys):

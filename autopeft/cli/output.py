@@ -78,12 +78,11 @@ def trial_row(t: TrialRecord) -> dict[str, Any]:
 
 
 def sort_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
-    """Best first: feasible scored trials by reward, then the rest by number."""
-    def key(t: TrialRecord):
-        scored = t.reward is not None
-        return (not scored, not bool(t.feasible), -(t.reward or 0.0), t.number)
+    """Display order (autopeft.ranking.leaderboard): ranked trials best first, then the
+    pruned ones, then the rest by number."""
+    from autopeft.ranking import leaderboard
 
-    return sorted(trials, key=key)
+    return leaderboard(trials)
 
 
 def leaderboard_lines(trials: list[TrialRecord], top: int | None = None) -> list[str]:

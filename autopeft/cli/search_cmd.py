@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
 from autopeft.cli.output import ProgressPrinter, print_leaderboard
 
@@ -61,42 +59,20 @@ def register(sub) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from autopeft.config import load_experiment
-    from autopeft.controllers import make_controller
-    from autopeft.exceptions import ConfigError
-    from autopeft.models import model_info
-    from autopeft.space import load_space
     from autopeft.storage import open_storage
-    from autopeft.version import library_versions
+    from autopeft.study import create_study, plan_study
 
-    if args.trials < 1:
-        raise ConfigError("--trials must be at least 1", value=args.trials,
-                          fix="pass --trials N with N >= 1")
-    # Validate everything before anything is written.
-    space = load_space(args.space)
-    experiment = load_experiment(args.experiment)
-    seed = experiment.seed if args.seed is None else args.seed
-    info = model_info(experiment.model)
-    bound = space.bind(num_layers=info.num_layers, hidden_size=info.hidden_size)
-    controller = make_controller(args.controller, bound, seed=seed)
-    # a preset given as a file is stored by absolute path, so resume works from anywhere
-    controller_ref = (str(Path(args.controller).resolve()) if Path(args.controller).is_file()
-                      else args.controller)
+    # every input (space, experiment, preset, data) is checked before the storage is
+    # opened: a refused search writes nothing, not even an empty database file
+    plan = plan_study(args.study, space=args.space, experiment=args.experiment,
+                      controller=args.controller, seed=args.seed, n_trials=args.trials,
+                      runs_dir=args.runs_dir)
     storage = open_storage(args.storage)
-    name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    space_text = Path(space.source).read_text(encoding="utf-8")
-    storage.create_study(
-        name=name, space_text=space_text, space_fingerprint=space.fingerprint,
-        space_source=str(Path(space.source).resolve()),
-        experiment=experiment.to_dict(), controller=controller_ref,
-        controller_settings=dict(controller.settings), seed=seed,
-        n_trials=args.trials, versions=library_versions(),
-    )
-    storage.set_study_attr(name, "runs_dir", str(Path(args.runs_dir).resolve()))
-    print(f"study {name}: {args.trials} trials, controller {args.controller}, "
-          f"space {space.name} ({len(bound.decisions)} decisions), model {experiment.model}, "
+    name = create_study(storage, plan=plan)
+    print(f"study {name}: {plan.n_trials} trials, controller {args.controller}, "
+          f"space {plan.space_name} ({plan.n_decisions} decisions), model {plan.model}, "
           f"storage {storage.url}", file=sys.stderr)
-    return _run(storage, name, args, controller)
+    return _run(storage, name, args)
 
 
 def run_resume(args: argparse.Namespace) -> int:
@@ -104,35 +80,18 @@ def run_resume(args: argparse.Namespace) -> int:
 
     storage = open_storage(args.storage)
     info = storage.get_study(args.name)  # StudyNotFoundError lists the known ones
-    if args.trials is not None:
-        storage.set_study_n_trials(args.name, args.trials)
     print(f"resuming study {args.name} ({info.controller})", file=sys.stderr)
-    return _run(storage, args.name, args, None)
+    return _run(storage, args.name, args, n_trials=args.trials)
 
 
-def _run(storage, name: str, args: argparse.Namespace, controller) -> int:
-    from autopeft.controllers import make_controller
-    from autopeft.study import StudyRunner, load_context
+def _run(storage, name: str, args: argparse.Namespace, n_trials: int | None = None) -> int:
+    from autopeft.study import executor_factory, resume_study
 
-    ctx = load_context(storage, name)
-    info = storage.get_study(name)
-    if controller is None:
-        controller = make_controller(info.controller, ctx.space, seed=ctx.seed,
-                                     **dict(info.controller_settings or {}))
-        # The resume rule of autopeft.controllers.base: saved state, then catch up on
-        # trials it has not been told; without a saved state, rebuild from the trials.
-        state = storage.load_controller_state(name)
-        records = storage.get_trials(name)
-        if state is not None:
-            controller.load_state_dict(state)
-            controller.catch_up(records)
-        else:
-            controller.rebuild(records)
-    pruner = _pruner_for(storage, name, controller)
-    executor = make_executor(ctx.experiment, args, pruner)
     printer = ProgressPrinter(enabled=not args.quiet)
-    runner = StudyRunner(storage, ctx, controller, executor, max_retries=args.max_retries,
-                         on_progress=printer)
+    runner = resume_study(
+        storage, name, n_trials=n_trials, max_retries=args.max_retries, on_progress=printer,
+        executor_factory=executor_factory(args.executor, workers=args.workers or 1,
+                                          ray_address=args.ray_address))
     try:
         runner.run()
     except KeyboardInterrupt:
@@ -140,44 +99,9 @@ def _run(storage, name: str, args: argparse.Namespace, controller) -> int:
         print(f"\ninterrupted: running trials were marked interrupted; continue with "
               f"`autopeft resume {name}`", file=sys.stderr)
         return 130
-    finally:
-        executor.shutdown()
+    except BaseException:
+        printer.close()
+        raise
     printer.close()
     print_leaderboard(storage, name, top=5)
     return 0
-
-
-def _pruner_for(storage, name: str, controller):
-    """The controller preset's pruner, replayed over the study's stored reports on resume."""
-    from autopeft.pruners import make_pruner
-
-    preset = getattr(controller, "preset", None)
-    pruner = make_pruner(getattr(preset, "pruner", None))
-    if pruner is None:
-        return None
-    ratios = {t.number: t.metrics.cost.params_ratio for t in storage.get_trials(name)
-              if t.metrics is not None}
-    reports = storage.get_all_intermediates(name)
-    pruner.rebuild((number, step, value, ratios.get(number))
-                   for number in sorted(reports) for step, value in reports[number]
-                   if value is not None)
-    return pruner
-
-
-def make_executor(experiment, args, pruner=None):
-    workers = args.workers or 1
-    kind = args.executor
-    if kind == "auto":
-        kind = "ray" if (workers > 1 or args.ray_address) else "serial"
-    if kind == "serial":
-        from autopeft.executors.serial import SerialExecutor
-
-        from autopeft.executors.reporting import PrunerReporter
-
-        return SerialExecutor(experiment, reporter=PrunerReporter(pruner))
-    from autopeft.executors.ray_executor import RayExecutor
-
-    res = experiment.get("resources", {}) or {}
-    return RayExecutor(experiment, workers=workers, address=args.ray_address,
-                       cpus_per_trial=res.get("cpus", 1), gpus_per_trial=res.get("gpus", 0),
-                       pruner=pruner)

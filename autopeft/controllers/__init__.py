@@ -10,9 +10,9 @@ Importing this package loads numpy only; optuna and torch load with the controll
 needs them. The resume rule is in autopeft.controllers.base.
 """
 from autopeft.controllers.base import (
+    INFEASIBLE_PENALTY,
     Controller,
     ControllerStateError,
-    Setting,
     objectives_of,
     reward_of,
 )
@@ -23,9 +23,11 @@ from autopeft.controllers.presets import (
     load_preset,
     make_controller,
 )
+from autopeft.settings import Setting
 
 __all__ = [
     "CONTROLLERS",
+    "INFEASIBLE_PENALTY",
     "Controller",
     "ControllerStateError",
     "Preset",

@@ -35,11 +35,11 @@ import abc
 import difflib
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Literal, Mapping, Union
 
 from autopeft.exceptions import AutoPeftError, ConfigError
 from autopeft.records import Proposal, TrialRecord, TrialState
+from autopeft.settings import Setting  # noqa: F401 - re-exported for controllers
 
 logger = logging.getLogger(__name__)
 
@@ -49,66 +49,6 @@ STATE_VERSION = 1
 
 class ControllerStateError(AutoPeftError):
     """A saved controller state does not fit the controller it is loaded into."""
-
-
-_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false",
-               "str": "a string", "str_list": "a list of strings",
-               "float_list": "a list of numbers"}
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting a controller accepts (in presets and as keyword arguments).
-
-    kind: "int", "float", "bool", "str", "str_list" or "float_list"; `nullable` lets it be
-    None; `low`/`high` bound numbers; `choices` restricts strings.
-    """
-
-    default: Any
-    kind: str
-    doc: str
-    nullable: bool = False
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-
-    def check(self, name: str, value: Any) -> Any:
-        """The value, normalised; raises ConfigError(path=name) if it does not fit."""
-        if value is None:
-            if self.nullable:
-                return None
-            raise ConfigError(f"setting {name!r} may not be null", path=name,
-                              fix=f"give {_KIND_WORDS[self.kind]}, e.g. {self.default!r}")
-        ok = {
-            "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-            "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-            "bool": lambda v: isinstance(v, bool),
-            "str": lambda v: isinstance(v, str),
-            "str_list": lambda v: isinstance(v, (list, tuple))
-            and all(isinstance(x, str) for x in v),
-            "float_list": lambda v: isinstance(v, (list, tuple)) and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
-        }[self.kind](value)
-        if not ok:
-            raise ConfigError(f"setting {name!r} must be {_KIND_WORDS[self.kind]}, got "
-                              f"{value!r}",
-                              path=name, value=value, fix=f"e.g. {name}: {self.default!r}")
-        if self.kind == "float":
-            value = float(value)
-            if not math.isfinite(value):
-                raise ConfigError(f"setting {name!r} must be finite, got {value!r}",
-                                  path=name, value=value)
-        if self.kind in ("str_list", "float_list"):
-            value = [float(x) if self.kind == "float_list" else x for x in value]
-        for bound, bad in ((self.low, lambda v, b: v < b), (self.high, lambda v, b: v > b)):
-            if bound is not None and self.kind in ("int", "float") and bad(value, bound):
-                raise ConfigError(
-                    f"setting {name!r}={value!r} is out of range [{self.low}, {self.high}]",
-                    path=name, value=value)
-        if self.choices and value not in self.choices:
-            raise ConfigError(f"setting {name!r}={value!r} is not one of {list(self.choices)}",
-                              path=name, value=value)
-        return value
 
 
 _MAX_TRIALS = Setting(None, "int", "stop proposing (ask -> None) after this many proposals",
@@ -217,18 +157,31 @@ class Controller(abc.ABC):
         pass
 
 
+# An infeasible trial (over a constraint of the experiment: export never offers it) is told
+# with its metric lowered by the width of the widest metric range (MCC lies in [-1, 1]):
+# it then ranks below every feasible trial of no larger cost, so a controller learns to
+# leave the infeasible region instead of chasing its high metric. Constraints bound costs,
+# so the infeasible trials are the costly ones.
+INFEASIBLE_PENALTY = 2.0
+
+
 def reward_of(record: TrialRecord) -> float | None:
-    """The scalar a single-objective controller maximises, or None for a failed trial."""
+    """The scalar a single-objective controller maximises, or None for a failed trial;
+    lowered by INFEASIBLE_PENALTY when the trial is infeasible."""
     if record.state is TrialState.FAILED or record.reward is None:
         return None
     r = float(record.reward)
+    if record.feasible is False:
+        r -= INFEASIBLE_PENALTY
     return r if math.isfinite(r) else None
 
 
 def objectives_of(record: TrialRecord) -> tuple[float, float, float] | None:
-    """(metric, params_ratio, flops_ratio): metric up, the two costs down; None if failed."""
+    """(metric, params_ratio, flops_ratio): metric up, the two costs down; None if failed.
+    An infeasible trial's metric is lowered by INFEASIBLE_PENALTY, as in reward_of."""
     m = record.metrics
     if record.state is TrialState.FAILED or m is None:
         return None
-    vals = (float(m.metric), float(m.cost.params_ratio), float(m.cost.flops_ratio))
+    metric = float(m.metric) - (INFEASIBLE_PENALTY if record.feasible is False else 0.0)
+    vals = (metric, float(m.cost.params_ratio), float(m.cost.flops_ratio))
     return vals if all(math.isfinite(v) for v in vals) else None

@@ -13,13 +13,8 @@ from typing import Any
 from autopeft._imports import require
 from autopeft.controllers.base import _MAX_TRIALS, Setting, objectives_of
 from autopeft.controllers.tpe import TPE_SETTINGS, OptunaController, quiet_optuna, tpe_sampler
+from autopeft.pareto import dominates
 from autopeft.records import TrialRecord, TrialState
-
-
-def dominates(a: list[float], b: list[float]) -> bool:
-    """a dominates b over (maximise a[0], minimise the rest)."""
-    sa, sb = [-a[0], *a[1:]], [-b[0], *b[1:]]
-    return all(x <= y for x, y in zip(sa, sb)) and any(x < y for x, y in zip(sa, sb))
 
 
 class _ParetoController(OptunaController):

@@ -69,6 +69,14 @@ def from_param(decision: Any, param: Any) -> Any:
     return int(param) if decision.kind == "int" else float(param)
 
 
+def optuna_storage(study: Any) -> tuple[Any, int]:
+    """(storage, study id) of an Optuna study: the one place that reaches Optuna's private
+    `_storage`/`_study_id`. Optuna has no public getter or setter for the system
+    attributes its samplers keep (NSGA-II's generations, per-trial sampler notes), which
+    the controller state must save and restore."""
+    return study._storage, study._study_id
+
+
 @contextlib.contextmanager
 def quiet_optuna() -> Iterator[None]:
     """Optuna logs every tell at INFO and warns on experimental options; a library that
@@ -199,8 +207,9 @@ class OptunaController(Controller):
                 for entry in self._entries:
                     self._add(self._study, entry)
                 # samplers such as NSGA-II cache their generations in study attributes
+                storage, study_id = optuna_storage(self._study)
                 for k, v in self._study_attrs_saved.items():
-                    self._study._storage.set_study_system_attr(self._study._study_id, k, v)
+                    storage.set_study_system_attr(study_id, k, v)
         return self._study
 
     def _add(self, study: Any, entry: Mapping[str, Any]) -> None:
@@ -218,8 +227,8 @@ class OptunaController(Controller):
             system_attrs=dict(entry.get("attrs") or {})))
 
     def _trial_attrs(self, index: int) -> dict[str, Any]:
-        storage = self._study._storage  # Optuna 5 has no public getter for these
-        trial_id = storage.get_trial_id_from_study_id_trial_number(self._study._study_id, index)
+        storage, study_id = optuna_storage(self._study)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, index)
         attrs = storage.get_trial_system_attrs(trial_id)
         return json.loads(json.dumps(attrs))  # JSON-safe copy
 
@@ -227,7 +236,8 @@ class OptunaController(Controller):
     def _state(self) -> dict[str, Any]:
         attrs = {}
         if self._study is not None:
-            attrs = self._study._storage.get_study_system_attrs(self._study._study_id)
+            storage, study_id = optuna_storage(self._study)
+            attrs = storage.get_study_system_attrs(study_id)
         else:
             attrs = dict(self._study_attrs_saved)
         return {"entries": json.loads(json.dumps(self._entries)),

@@ -7,7 +7,8 @@ trials: the base model and the tokenised data are loaded once, never per trial.
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping
+import importlib
+from typing import Any, Callable, Mapping
 
 from autopeft.records import Cost, EvalRequest, Metrics
 
@@ -50,19 +51,38 @@ class Evaluator(abc.ABC):
         """Release memory; called when the worker shuts down."""
 
 
-def make_evaluator(experiment: Mapping[str, Any]) -> Evaluator:
+# The evaluators by name, as "module:factory" strings: this module imports none of them,
+# so the proxy trainer (which imports this module for Evaluator and Reporter) is loaded
+# only when it is built, and no import loop exists. factory(experiment) -> Evaluator.
+EVALUATORS: dict[str, str | Callable[[Mapping[str, Any]], Evaluator]] = {
+    "proxy": "autopeft.evaluation.proxy:ProxyEvaluator",
+}
+DEFAULT_EVALUATOR = "proxy"
+
+
+def register_evaluator(name: str,
+                       factory: str | Callable[[Mapping[str, Any]], Evaluator]) -> None:
+    """Add an evaluator under `name` ("module:factory" or a callable)."""
+    EVALUATORS[name] = factory
+
+
+def _factory(target: str | Callable[..., Evaluator]) -> Callable[..., Evaluator]:
+    if callable(target):
+        return target
+    module_name, _, attr = str(target).partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def make_evaluator(experiment: Mapping[str, Any], name: str = DEFAULT_EVALUATOR) -> Evaluator:
     """The evaluator for an experiment dict (ExperimentConfig.to_dict()).
 
     The experiment may name a custom evaluator with `evaluator: "module:factory"`
-    (tests use analytic fakes this way); the default is the proxy-task trainer.
+    (tests use analytic fakes this way); the default is the registered `name`, the
+    proxy-task trainer.
     """
-    import importlib
-
     target = experiment.get("evaluator")
     if target:
-        module_name, _, attr = str(target).partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
-        return factory(experiment)
-    from autopeft.evaluation.proxy import ProxyEvaluator  # heavy: torch, transformers
-
-    return ProxyEvaluator(experiment)
+        return _factory(str(target))(experiment)
+    if name not in EVALUATORS:
+        raise KeyError(f"no evaluator {name!r}; registered: {sorted(EVALUATORS)}")
+    return _factory(EVALUATORS[name])(experiment)

@@ -486,14 +486,14 @@ class Storage:
                 .where(TrialRow.study_id.in_(study_ids))
                 .group_by(TrialRow.study_id, TrialRow.state)):
             counts[study_id][state] = n
-        scored = (TrialRow.state.in_([TrialState.COMPLETE.value, TrialState.PRUNED.value])
-                  & TrialRow.reward.is_not(None))
-        feasible_best = sa.func.max(sa.case((TrialRow.feasible.is_(True), TrialRow.reward)))
-        for study_id, best_feasible, best_any in session.execute(
-                sa.select(TrialRow.study_id, feasible_best, sa.func.max(TrialRow.reward))
-                .where(TrialRow.study_id.in_(study_ids), scored)
+        # the SQL form of autopeft.ranking.best (tests/test_ranking.py checks they agree):
+        # the highest reward of the COMPLETE trials that are not infeasible
+        eligible = ((TrialRow.state == TrialState.COMPLETE.value) & TrialRow.reward.is_not(None)
+                    & sa.or_(TrialRow.feasible.is_(None), TrialRow.feasible.is_(True)))
+        for study_id, value in session.execute(
+                sa.select(TrialRow.study_id, sa.func.max(TrialRow.reward))
+                .where(TrialRow.study_id.in_(study_ids), eligible)
                 .group_by(TrialRow.study_id)):
-            value = best_feasible if best_feasible is not None else best_any
             if value is not None:
                 best[study_id] = value
         return counts, best

@@ -65,7 +65,7 @@ class StudyInfo:
     updated_at: float
     # TrialState value -> number of trials in that state (every state present)
     counts: Mapping[str, int] = field(default_factory=dict)
-    # best reward among complete/pruned trials, feasible ones first (as study.best_trial)
+    # the reward of autopeft.ranking.best: the best feasible COMPLETE trial
     best_reward: float | None = None
 
     @property

@@ -1,4 +1,5 @@
-"""Fakes for testing controllers and pruners without training anything.
+"""Fakes for testing controllers and pruners without training anything (the fake
+evaluators and the fake cost are in autopeft.testing.evaluators).
 
 - `AnalyticObjective`: a deterministic, seeded function of an assignment -> (metric, Cost),
   with per-option effects, a few pairwise interactions and a capacity term, so that a
@@ -21,6 +22,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from autopeft.records import Cost, Metrics, Proposal, TrialRecord, TrialState
+from autopeft.testing.evaluators import (  # noqa: F401 - the one fake cost
+    BASE_FLOPS_PER_TOKEN,
+    BASE_PARAMS,
+    fake_cost,
+    trainable_params,
+)
 
 # A space with a range of every kind (int log, float log, float stepped, float plain, int
 # stepped) under a condition: the shipped spaces are mostly categorical.
@@ -50,36 +57,8 @@ def mixed_space(num_layers: int = 6) -> Any:
                                                          hidden_size=384)
 
 
-BASE_PARAMS = 22_700_000        # MiniLM-L6 (shared/design/FACTS.md)
-BASE_FLOPS_PER_TOKEN = 2 * BASE_PARAMS  # forward pass ~ 2 FLOPs per parameter per token
-
-
-def trainable_params(candidate: Mapping[str, Any], hidden: int = 384) -> int:
-    """A rough analytic count of a candidate's new parameters (a fake, not autopeft.cost)."""
-    total = 0
-    for m in candidate.get("modules", []):
-        layers = len(m.get("layers") or [0])
-        targets = len(m.get("targets") or ())
-        t = m["type"]
-        if t == "lora":
-            total += 2 * m["rank"] * hidden * targets * layers
-        elif t in ("adapter", "parallel_adapter"):
-            twice = 2 if m.get("placement") == "houlsby" else 1
-            total += 2 * m["size"] * hidden * layers * twice
-        elif t == "prefix":
-            total += 2 * m["length"] * hidden * layers
-        elif t == "prompt":
-            total += m["length"] * hidden
-        elif t in ("ia3", "bitfit"):
-            total += hidden * max(1, targets) * layers
-        else:  # unipelt, mam: the sum of their parts, roughly
-            for k in ("rank", "size", "prefix_length"):
-                total += 2 * int(m.get(k) or 0) * hidden * layers
-    return int(total)
-
-
 class AnalyticObjective:
-    """metric(assignment) in (0, 1), higher is better; cost from `trainable_params`.
+    """metric(assignment) in (0, 1), higher is better; cost from `fake_cost`.
 
     raw = sum of per-decision option effects + interactions of a few decision pairs + a
     saturating capacity bonus - a penalty for very large modules; metric = 0.5 + 0.45 *
@@ -102,12 +81,7 @@ class AnalyticObjective:
         return self.space.to_candidate(dict(assignment)).to_dict()
 
     def cost(self, assignment: Mapping[str, Any]) -> Cost:
-        trainable = trainable_params(self.candidate(assignment))
-        extra = 2.0 * trainable
-        return Cost(trainable_params=trainable, base_params=BASE_PARAMS,
-                    params_ratio=trainable / BASE_PARAMS,
-                    base_flops_per_token=BASE_FLOPS_PER_TOKEN, extra_flops_per_token=extra,
-                    flops_ratio=extra / BASE_FLOPS_PER_TOKEN, flops_ratio_merged=0.0)
+        return fake_cost(self.candidate(assignment))
 
     def metric(self, assignment: Mapping[str, Any]) -> float:
         codes = self.space.encode(dict(assignment))

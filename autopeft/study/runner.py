@@ -3,18 +3,7 @@
     controller.ask() -> Proposal -> storage.create_trial -> executor.submit(EvalRequest)
     executor.wait()  -> Outcome  -> reward -> storage.finish_trial -> controller.tell(record)
 
-Lifecycle and failure policy (written once, here):
-- `create_study` creates, `resume_study` continues; neither does the other's job.
-- A trial is written to storage (PENDING, then RUNNING) before it is submitted, and its
-  outcome is written before anything is re-raised. So a driver killed at any moment loses
-  nothing: on resume, trials found PENDING/RUNNING/INTERRUPTED were interrupted and are
-  re-run with their stored assignment; finished trials are never re-run or duplicated.
-- The loop never proposes more trials than the study asked for: finished + live = n_trials.
-- Outcome kinds: success -> COMPLETE (or PRUNED); "trial_failed" -> FAILED, no retry;
-  "fatal" -> FAILED, then the search stops with FatalError; "crash" -> retried up to
-  `max_retries` times, then FAILED. After `max_consecutive_failures` failures in a row
-  the search stops: something is wrong with the setup, not with the candidates.
-- The controller's state is saved after every ask and every tell.
+The failure policy and the study statuses are written in autopeft.study's docstring.
 """
 from __future__ import annotations
 
@@ -24,12 +13,22 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from autopeft.exceptions import FatalError, SpaceDriftError
+from autopeft.exceptions import AutoPeftError, FatalError
+from autopeft.ranking import best as ranked_best
 from autopeft.records import EvalRequest, Metrics, Proposal, TrialRecord, TrialState
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RUNS_DIR = "autopeft_runs"
+
+
+class StudyFailedError(FatalError):
+    """The search ended without a single COMPLETE trial (every trial failed, or a fatal
+    error stopped it): not a success. The study's status is "failed"."""
+
+
+class ControllerProtocolError(AutoPeftError):
+    """A controller broke the ask/tell contract (e.g. "wait" with nothing running)."""
 
 
 @dataclasses.dataclass
@@ -66,31 +65,6 @@ class StudyContext:
     runs_dir: Path
 
 
-def load_context(storage: Any, name: str, *, check_space_file: bool = True) -> StudyContext:
-    """Rebuild a stored study's bound space and config; refuse a changed space file."""
-    from autopeft.models import model_info
-    from autopeft.space import load_space, parse_space
-
-    info = storage.get_study(name)
-    space = parse_space(info.space_text, info.space_source or f"<study {name}>")
-    if check_space_file and info.space_source and Path(info.space_source).is_file():
-        current = load_space(info.space_source)
-        if current.fingerprint != info.space_fingerprint:
-            raise SpaceDriftError(
-                f"the space file {info.space_source} changed since study {name!r} was created "
-                f"(fingerprint {info.space_fingerprint[:12]} -> {current.fingerprint[:12]}).\n"
-                f"  fix: restore the file as it was, or start a new study with the changed "
-                f"space: autopeft search --space {info.space_source} --study NEW_NAME"
-            )
-    experiment = dict(info.experiment)
-    model = model_info(experiment["model"])
-    bound = space.bind(num_layers=model.num_layers, hidden_size=model.hidden_size)
-    attrs = storage.get_study_attrs(name)
-    return StudyContext(name=name, space=bound, experiment=experiment, seed=int(info.seed),
-                        n_trials=int(info.n_trials),
-                        runs_dir=Path(attrs.get("runs_dir", DEFAULT_RUNS_DIR)) / name)
-
-
 def score(metrics: Metrics, experiment: Mapping[str, Any]) -> tuple[float, bool, list[str]]:
     """The reward of a trial from its stored metrics (pure; λ can change later)."""
     from autopeft.reward import score as reward_score
@@ -122,55 +96,76 @@ class StudyRunner:
 
     # -- the loop -------------------------------------------------------------------
     def run(self) -> Progress:
+        """Run until the budget is reached or the controller is done; shuts the executor
+        down at the end. Raises StudyFailedError when no trial completed."""
         name = self.ctx.name
-        self.storage.set_study_status(name, "running")
-        requeued = self.storage.requeue_interrupted(name)
-        if requeued:
-            logger.info("re-running %d interrupted trial(s): %s", len(requeued), requeued)
-        self._queue = self.storage.get_trials(name, states=[TrialState.PENDING])
-        self._refresh_progress("resumed" if requeued else "started")
         try:
+            self.storage.set_study_status(name, "running")
+            requeued = self.storage.requeue_interrupted(name)
+            if requeued:
+                logger.info("re-running %d interrupted trial(s): %s", len(requeued), requeued)
+            self._queue = self.storage.get_trials(name, states=[TrialState.PENDING])
+            self._refresh_progress("resumed" if requeued else "started")
             while True:
                 self._fill()
-                if not self._live:
-                    if self._queue:
-                        continue
+                if not self._live:  # _fill submits all it may: nothing live, nothing left
                     break
                 for outcome in self.executor.wait(timeout=1.0):
                     self._handle(outcome)
                 self._refresh_progress()
-        except KeyboardInterrupt:
-            self._interrupt()
+            if self.progress.complete == 0:
+                self.storage.set_study_status(name, "failed")
+                self._refresh_progress("failed")
+                raise StudyFailedError(
+                    f"study {name!r} has no completed trial ({self.progress.failed} failed, "
+                    f"{self.progress.pruned} pruned): the search did not succeed.\n  fix: "
+                    f"see the errors with `autopeft show {name}`, fix the setup, then "
+                    f"`autopeft resume {name} --trials N` with N above "
+                    f"{self.progress.finished}")
+        except (FatalError, ControllerProtocolError):  # persisted; the search stops
+            self._interrupt("failed")
             raise
-        except BaseException:
-            self._interrupt()
+        except BaseException:  # Ctrl-C, a storage error, a bug: resume continues
+            self._interrupt("interrupted")
             raise
+        finally:
+            self.executor.shutdown()
         status = "finished" if self.progress.finished >= self.ctx.n_trials else "stopped"
         self.storage.set_study_status(name, status)
         self._refresh_progress(status)
         return self.progress
 
     def _fill(self) -> None:
-        """Create and submit trials until workers are busy or the budget is reached."""
+        """Submit queued trials, then new ones, while workers are free and the budget
+        allows: finished + live never exceeds n_trials (exactly-N), queued re-runs of
+        interrupted trials included; those over the budget stay PENDING."""
         while self.executor.in_flight < self.executor.capacity:
+            if self._finished() + len(self._live) >= self.ctx.n_trials:
+                return
             if not self._queue:
-                if self._budget_left() <= 0 or self._controller_done:
+                if self._controller_done:
                     return
                 proposal = self.controller.ask()
                 if proposal is None:
                     self._controller_done = True
                     return
                 if proposal == "wait":
+                    if not self._live:
+                        raise ControllerProtocolError(
+                            f"controller {getattr(self.controller, 'name', '?')!r} answered "
+                            f"'wait' with no trial running: it waits for results that can "
+                            f"never come. This is a bug in the controller (see the contract "
+                            f"in autopeft.controllers.base).\n  fix: report it to the "
+                            f"controller's author; the trials so far are kept")
                     return
                 record = self._create(proposal)
                 self._queue.append(record)
             record = self._queue.pop(0)
             self._submit(record)
 
-    def _budget_left(self) -> int:
-        done = len(self.storage.get_trials(self.ctx.name, states=[
+    def _finished(self) -> int:
+        return len(self.storage.get_trials(self.ctx.name, states=[
             TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED]))
-        return self.ctx.n_trials - done - len(self._live) - len(self._queue)
 
     def _create(self, proposal: Proposal) -> TrialRecord:
         self.ctx.space.validate(proposal.assignment)
@@ -238,17 +233,17 @@ class StudyRunner:
                 f"{(outcome.error or '').strip()[:500]}\n  fix: check the experiment "
                 f"config and `autopeft show {name}` for the errors, then `autopeft resume {name}`")
 
-    def _interrupt(self) -> None:
-        """Mark live trials interrupted (re-run on resume); never lose a finished one."""
+    def _interrupt(self, status: str) -> None:
+        """Mark live and queued trials interrupted (re-run on resume), set the status;
+        never loses a finished trial."""
         numbers = sorted(set(self._live) | {r.number for r in self._queue})
         try:
             if numbers:
                 self.storage.mark_interrupted(self.ctx.name, numbers)
-            self.storage.set_study_status(self.ctx.name, "interrupted")
+            self.storage.set_study_status(self.ctx.name, status)
         finally:
             self._live.clear()
             self._queue.clear()
-            self.executor.shutdown()
 
     def _refresh_progress(self, event: str = "") -> None:
         trials = self.storage.get_trials(self.ctx.name)
@@ -267,12 +262,9 @@ class StudyRunner:
         self.on_progress(p)
 
 
-def best_trial(trials: list[TrialRecord], *, feasible_only: bool = True) -> TrialRecord | None:
-    scored = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-              and t.reward is not None and (t.feasible or not feasible_only)]
-    if not scored and feasible_only:
-        return best_trial(trials, feasible_only=False)
-    return max(scored, key=lambda t: (t.reward, -t.number), default=None)
+def best_trial(trials: list[TrialRecord]) -> TrialRecord | None:
+    """The best trial by the one rule of autopeft.ranking (what export offers first)."""
+    return ranked_best(trials)
 
 
 def trial_seed(study_seed: int, number: int) -> int:
