@@ -139,3 +139,52 @@ def test_importing_moduletypes_imports_no_heavy_library():
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'adapters') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("module", [
+    {"type": "full"},
+    {"type": "dora", "layers": [1, 2], "rank": 4, "targets": ["q", "k", "v", "ffn_out"]},
+    {"type": "rslora", "layers": [0, 3], "rank": 8},
+], ids=["full", "dora", "rslora"])
+def test_new_types_run_as_real_proxy_trials(tmp_path, monkeypatch, module):
+    """Full fine-tuning, DoRA and rsLoRA are ordinary candidates: a real (tiny-gpt2) proxy
+    trial trains them and reports their measured cost; the evaluator's close() frees it."""
+    pytest.importorskip("torch")
+    import dataclasses
+    import random
+
+    from autopeft.evaluation.base import NullReporter
+    from autopeft.evaluation.proxy import ProxyEvaluator
+    from autopeft.records import EvalRequest
+
+    monkeypatch.setenv("AUTOPEFT_CACHE", str(tmp_path / "cache"))
+    rng = random.Random(0)
+    words = {0: ["awful", "bad", "poor", "dull"], 1: ["great", "good", "fine", "superb"]}
+    rows = ["text,label"] + [f"the film was {rng.choice(words[i % 2])},{i % 2}" for i in range(96)]
+    (tmp_path / "toy.csv").write_text("\n".join(rows) + "\n")
+    evaluator = ProxyEvaluator({
+        "model": "tiny-gpt2", "data": {"source": str(tmp_path / "toy.csv"), "validation": 16,
+                                       "test": 16},
+        "proxy": {"train_examples": 32, "max_steps": 4, "eval_every": 2, "max_length": 12,
+                  "validation_examples": 16, "eval_batch_size": 16},
+        "optimizer": {"learning_rate": 1.0e-3, "batch_size": 8}, "resources": {"cpus": 1}})
+    candidate = {"modules": [module], "hyper": {}, "num_layers": 4}
+    try:
+        fields = {f.name for f in dataclasses.fields(EvalRequest)}
+        request = EvalRequest(trial_number=0, candidate=candidate, experiment={}, seed=0,
+                              **({"study": "t"} if "study" in fields else {}))
+        metrics = evaluator.evaluate(request, NullReporter())
+        assert 0.0 <= metrics.metric <= 1.0 and metrics.steps == 4
+        info = evaluator._setup.base.info
+        from autopeft.cost import estimate
+
+        want = estimate(Candidate.from_dict(candidate), info, num_labels=2)
+        assert metrics.cost.trainable_params == want.trainable_params
+        assert metrics.cost.params_ratio == want.params_ratio
+        if module["type"] == "full":
+            assert metrics.cost.params_ratio == 1.0 and metrics.extra["backend"] == "own"
+        meter = evaluator._setup.meter
+        assert meter._stats  # the set-up's meter holds the base counts ...
+    finally:
+        evaluator.close()
+    assert not meter._stats and not meter._flops  # ... and close() freed them
