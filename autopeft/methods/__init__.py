@@ -39,8 +39,8 @@ On GPT-2 and Llama, adapters' prefix blocks run only under eager attention (adap
 drops them under sdpa: the logits do not move), so models built there with a prefix are
 switched to eager attention.
 
-Every built model has its base weights frozen and its classifier head (`classifier` for BERT,
-`score` for GPT-2/Llama) trainable. Building draws all randomness from `seed`: backend
+Every built model has its base weights frozen (full fine-tuning: none) and its classifier
+head (`classifier` for BERT, `score` for GPT-2/Llama) trainable. Building draws all randomness from `seed`: backend
 initialisers run inside torch.random.fork_rng with that seed, ours use a torch.Generator, so
 the caller's global RNG state is left as it was.
 

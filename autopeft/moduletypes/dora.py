@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autopeft.moduletypes.base import INIT_SCALE, INITS, BuildContext, ParamSpec, fail
+from autopeft.moduletypes.base import INITS, BuildContext, ParamSpec, fail
 from autopeft.moduletypes.lora import PEFT_ADAPTER, LoRA
 from autopeft.moduletypes.registry import register
 from autopeft.moduletypes.shapes import lora_shapes
