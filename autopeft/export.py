@@ -15,20 +15,28 @@ Layout of an export directory:
                                 (adapter_config.json, pytorch_adapter.bin and the head's
                                 head_config.json + pytorch_model_head.bin); load with
                                 model.load_adapter(dir) after adapters.init(model)
+                              - transformers (full fine-tuning, with weights): the whole model
+                                as save_pretrained writes it (config.json, model.safetensors);
+                                AutoModelForSequenceClassification.from_pretrained(dir) loads
+                                it. Not a PEFT adapter. Without weights nothing is written.
                               - none for BitFit alone and the head-only baseline
     autopeft_weights/         with trained weights only: every trainable tensor (modules and
                               head) as autopeft.methods.Built.save writes it; autopeft rebuilds
                               the candidate and loads these, which also covers the parts no
                               library format holds (BitFit biases, autopeft's own parallel
-                              adapter beside a serial one)
+                              adapter beside a serial one). Not written for full fine-tuning,
+                              whose transformers files already hold every weight.
+
+What each module type writes is its plug-in's say (autopeft.moduletypes.<type>:
+peft_config / adapters_configs, in_library_artifact, export_own).
 
 The yaml's `artifact.complete` says whether the library artifact alone reproduces the
 trained model. Without weights (`built=None`) only configs are written: the peft config is
 built with peft's config classes exactly as autopeft.methods builds it (target_modules are
 exact module names, found on a weightless meta-device copy of the model; we do not use
 peft's layers_to_transform, which matches the first integer after its pattern and is
-therefore inexact, see autopeft.methods._peft), the adapters config with AdapterHub's config
-classes in its saved-file form.
+therefore inexact, see autopeft.methods._peft), the adapters config likewise, with
+AdapterHub's config classes, in its saved-file form.
 
 An export never writes into a non-empty directory: it is assembled in a temporary sibling
 and renamed into place, so a failure leaves nothing half-written.
@@ -61,8 +69,9 @@ def export_candidate(candidate: Candidate, out_dir: str | Path, *, model_ref: st
     Raises ExportError when `out_dir` exists and is not empty, and CandidateError when the
     candidate cannot be built on the model.
     """
-    from autopeft.methods.validate import backend_for, validate
+    from autopeft.methods.validate import validate
     from autopeft.models import model_info
+    from autopeft.moduletypes import backend_for, get
 
     out = Path(out_dir)
     _refuse_non_empty(out)
@@ -80,7 +89,8 @@ def export_candidate(candidate: Candidate, out_dir: str | Path, *, model_ref: st
     tmp.mkdir()
     try:
         artifact = _write_library_artifact(tmp, candidate, info, backend, built)
-        if built is not None:
+        if built is not None and not any(get(m.type).weights_in_library_artifact
+                                         for m in candidate.modules):
             built.save(tmp / WEIGHTS_DIR)
             artifact["autopeft_weights"] = WEIGHTS_DIR
         doc = {
@@ -182,8 +192,14 @@ def _write_yaml(file: Path, doc: dict[str, Any]) -> None:
 
 def _write_library_artifact(tmp: Path, candidate: Candidate, info: Any, backend: str,
                             built: Any) -> dict[str, Any]:
-    """The peft / adapters files; returns the yaml's `artifact` section."""
-    own = [m.type for m in candidate.modules if m.type == "bitfit"]
+    """The peft / adapters / own files; returns the yaml's `artifact` section."""
+    from autopeft.methods._adapters import mixture_parts
+    from autopeft.moduletypes import get
+
+    main = [m for m in candidate.modules if not get(m.type).additive]
+    parts = mixture_parts(main) if backend == "adapters" else frozenset()
+    own = [m.type for m in candidate.modules if not get(m.type).in_library_artifact(m, parts)]
+    library = load = None
     if backend == "peft":
         if built is not None:
             built.model.save_pretrained(str(tmp))
@@ -201,14 +217,14 @@ def _write_library_artifact(tmp: Path, candidate: Candidate, info: Any, backend:
         else:
             (tmp / "adapter_config.json").write_text(
                 json.dumps(_adapters_config(candidate, info), indent=2, sort_keys=True))
-        types = set(candidate.types)
-        if "parallel_adapter" in types and types & {"adapter", "unipelt"}:
-            own.append("parallel_adapter")  # autopeft's own module beside a serial adapter
         load = ("adapters.init(model); model.set_active_adapters(model.load_adapter(<this folder>))"
                 "  with model = AutoModelForSequenceClassification.from_pretrained(<model>)")
         library = "adapters"
-    else:  # "own" (BitFit alone) or "none" (head only): no library format holds these
-        library, load = None, None
+    elif backend == "own" and main:  # full fine-tuning: its plug-in writes what it can
+        written = get(main[0].type).export_own(tmp, main[0], built, info)
+        if written is not None:
+            library, load = written["library"], written["load"]
+    # "own" BitFit alone and "none" (head only): no library format holds these
     files = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
     return {
         "library": library,
@@ -247,38 +263,24 @@ def _meta_model(info: Any) -> Any:
         return transformers.AutoModelForSequenceClassification.from_config(config)
 
 
-def _peft_config(candidate: Candidate, info: Any) -> Any:
-    """The peft config autopeft.methods builds for this candidate (tests/test_export.py
-    checks the two agree)."""
-    from autopeft._imports import require
-    from autopeft.methods.targets import module_names
+def _context(candidate: Candidate, info: Any) -> Any:
+    """The BuildContext of a weightless copy of the model (names and heads, no generator)."""
+    from autopeft.moduletypes import BuildContext
 
-    peft = require("peft")
     model = _meta_model(info)
-    names = [n for n, _ in model.named_modules()]
-    m = next(m for m in candidate.modules if m.type != "bitfit")
-    common = {"task_type": "SEQ_CLS", "base_model_name_or_path": info.path or info.ref,
-              "modules_to_save": [h for h in info.head_names if hasattr(model, h)]}
-    if m.type == "lora":
-        init = m["init"]
-        return peft.LoraConfig(
-            r=int(m["rank"]), lora_alpha=float(m["alpha"]), lora_dropout=float(m["dropout"]),
-            target_modules=module_names(names, info.family, m.layers, m["targets"]),
-            init_lora_weights=init if init in ("pissa", "olora") else True,
-            fan_in_fan_out=info.family == "gpt2", **common)
-    if m.type == "ia3":
-        ff = module_names(names, info.family, m.layers, ("ffn_out",)) \
-            if "ffn_out" in m["targets"] else []
-        return peft.IA3Config(target_modules=module_names(names, info.family, m.layers,
-                                                          m["targets"]),
-                              feedforward_modules=ff, fan_in_fan_out=info.family == "gpt2",
-                              **common)
-    if m.type == "prompt":
-        return peft.PromptTuningConfig(num_virtual_tokens=int(m["length"]),
-                                       prompt_tuning_init="RANDOM", **common)
-    b = int(m["bottleneck"])  # prefix at all layers
-    return peft.PrefixTuningConfig(num_virtual_tokens=int(m["length"]), prefix_projection=b > 0,
-                                   encoder_hidden_size=b or info.hidden_size, **common)
+    return BuildContext(info, candidate, tuple(n for n, _ in model.named_modules()),
+                        tuple(h for h in info.head_names if hasattr(model, h)))
+
+
+def _peft_config(candidate: Candidate, info: Any) -> Any:
+    """The peft config autopeft.methods builds for this candidate, by the same plug-in call
+    (tests/test_export.py checks the two agree)."""
+    from autopeft.methods._peft import peft_config
+    from autopeft.moduletypes import get
+
+    m = next(m for m in candidate.modules if not get(m.type).additive)
+    return peft_config(m, _context(candidate, info),
+                       base_model_name_or_path=info.path or info.ref)
 
 
 def _adapters_config(candidate: Candidate, info: Any) -> dict[str, Any]:
@@ -286,18 +288,20 @@ def _adapters_config(candidate: Candidate, info: Any) -> dict[str, Any]:
     from types import SimpleNamespace
 
     from autopeft._imports import require
-    from autopeft.methods._adapters import NAME, _configs
+    from autopeft.methods._adapters import NAME, adapters_config, mixture_parts
+    from autopeft.moduletypes import get
 
     ad = require("adapters")
     from adapters.configuration.model_adapters_config import build_full_config
     from transformers.models.auto.modeling_auto import \
         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
-    modules = [m for m in candidate.modules if m.type != "bitfit"]
-    types = {m.type for m in modules}
-    own_parallel = bool(types & {"adapter", "unipelt"}) and "parallel_adapter" in types
-    configs = _configs(ad, candidate, modules, info, own_parallel)
-    config = configs[0] if len(configs) == 1 else ad.ConfigUnion(*configs)
+    from autopeft.moduletypes import BuildContext
+
+    modules = [m for m in candidate.modules if not get(m.type).additive]
+    # AdapterHub's configs need no module names (leave_out is by layer index)
+    ctx = BuildContext(info, candidate, (), (), parts=mixture_parts(modules))
+    config, _ = adapters_config(ad, modules, ctx)
     model_config = SimpleNamespace(model_type=info.model_type, hidden_size=info.hidden_size)
     return build_full_config(
         config, model_config, name=NAME, model_name=info.path or info.ref,

@@ -90,6 +90,7 @@ def site_of(family: str, name: str) -> str:
     assert layer is not None, f"trainable parameter outside the layers: {name}"
     i, rel = layer
     for marker, kind in ((".loras.autopeft.", "lora"), (".lora_A.", "lora"), (".lora_B.", "lora"),
+                         (".lora_magnitude_vector.", "magnitude"),
                          (".ia3_l.", "ia3"), (".prefix_tuning.prefix_gates.", "prefix-gate"),
                          (".adapters.autopeft.", "bn"), ("autopeft_parallel.", "parallel")):
         if marker in "." + rel:

@@ -12,6 +12,7 @@ from autopeft.candidate import Candidate, ModuleConfig as M
 from autopeft.cost import (base_param_count, estimate, head_param_count, is_mergeable, measure,
                            summarize_space)
 from autopeft.models import model_info
+from moduletype_cases import TYPES
 
 ALL6 = list(range(6))
 
@@ -20,9 +21,16 @@ def cand(*modules, n=6):
     return Candidate(tuple(modules), {}, n)
 
 
-# One list drives the measured-vs-analytic test: every module type, alone and mixed,
-# including layer subsets and both backends' variants.
+# One list drives the measured-vs-analytic test: every registered module type (from
+# tests/moduletype_cases.py), alone and mixed, including layer subsets and both backends'
+# variants.
 MINILM_CASES = {
+    **{f"type-{t.type}": cand(*t.modules) for t in TYPES},
+    "dora-xavier-ffn": cand(M("dora", {"rank": 4, "targets": ["q", "ffn_in", "ffn_out"],
+                                       "init": "xavier"}, [0, 5])),
+    "rslora+adapter": cand(M("rslora", {"rank": 4, "targets": ["q", "ffn_out"]}, [1, 2]),
+                           M("adapter", {"size": 8}, ALL6)),
+    "dora+bitfit": cand(M("dora", {"rank": 2}, ALL6), M("bitfit", {"targets": ["v"]}, [0])),
     "head-only": cand(),
     "lora": cand(M("lora", {"rank": 8, "targets": ["q", "v", "ffn_out"]}, [0, 1, 2])),
     "ia3": cand(M("ia3", {}, ALL6)),
@@ -70,9 +78,13 @@ def test_analytic_equals_measured_on_minilm(minilm, name):
     (M("prompt", {"length": 6}),),
     (M("prefix", {"length": 6, "bottleneck": 16}, [0, 1, 2, 3]),),
     (M("adapter", {"size": 8}, [0, 1]), M("prefix", {"length": 3}, [2, 3])),
-], ids=["lora", "ia3", "prompt", "prefix-mlp", "adapter+prefix"])
+    (M("dora", {"rank": 4, "targets": ["q", "k", "v", "o", "ffn_in", "ffn_out"]}, [1, 3]),),
+    (M("rslora", {"rank": 2, "targets": ["v", "ffn_out"]}, [0]),),
+    (M("full", {}),),
+], ids=["lora", "ia3", "prompt", "prefix-mlp", "adapter+prefix", "dora", "rslora", "full"])
 def test_analytic_equals_measured_on_decoders(request, fixture, modules):
-    """GPT-2's fused c_attn, Llama's grouped-query k/v, gate_proj and rotary matmul."""
+    """GPT-2's fused c_attn (DoRA: one magnitude of 3h), Llama's grouped-query k/v, gate_proj
+    and rotary matmul."""
     from autopeft.methods import build
 
     base = request.getfixturevalue(fixture)
@@ -109,6 +121,19 @@ def test_formulas_against_hand_computed_numbers():
     assert ia3.trainable_params == 6 * (384 + 384 + 1536) and ia3.extra_flops_per_token == 0
     bitfit = estimate(cand(M("bitfit", {}, ALL6)), info)
     assert bitfit.trainable_params == 6 * (4 * 384 + 1536 + 384)
+    # DoRA: LoRA's r(in + out) plus a magnitude of `out` per matrix; per token its FLOPs add
+    # the LoRA weight B A (formed through an identity: 2 in r (in + out)) spread over T tokens
+    dora = estimate(cand(M("dora", {"rank": 8, "targets": ["q", "ffn_in"]}, ALL6)), info)
+    assert dora.trainable_params == 6 * (8 * (384 + 384) + 384 + 8 * (384 + 1536) + 1536)
+    assert dora.extra_flops_per_token == 6 * (2 * 8 * (384 + 384) * (1 + 384 / 64)
+                                              + 2 * 8 * (384 + 1536) * (1 + 384 / 64))
+    assert dora.mergeable and dora.flops_ratio_merged == 0.0
+    rslora = estimate(cand(M("rslora", {"rank": 8, "targets": ["q", "v"]}, ALL6)), info)
+    assert (rslora.trainable_params, rslora.extra_flops_per_token) == \
+        (lora.trainable_params, lora.extra_flops_per_token)
+    full = estimate(cand(M("full", {})), info)  # every base weight, the head apart
+    assert full.trainable_params == full.base_params == base_param_count(info)
+    assert full.params_ratio == 1.0 and full.flops_ratio == 0.0 and full.mergeable
     head_only = estimate(cand(), info)
     assert head_only.trainable_params == 0 and head_only.flops_ratio == 0 and head_only.mergeable
     # base FLOPs per token: 2 * non-embedding linear weights + 4 L T h + pooler/head per sequence
@@ -120,6 +145,9 @@ def test_formulas_against_hand_computed_numbers():
 
 def test_merge_rules():
     assert is_mergeable(cand(M("lora", {}, ALL6), M("ia3", {}, ALL6), M("bitfit", {}, ALL6)))
+    for t in ("dora", "rslora"):
+        assert is_mergeable(cand(M(t, {}, ALL6)))
+    assert is_mergeable(cand(M("full", {})))
     for t in ("adapter", "parallel_adapter", "prefix", "unipelt", "mam"):
         assert not is_mergeable(cand(M(t, {}, ALL6)))
     assert not is_mergeable(cand(M("prompt", {})))
@@ -131,29 +159,72 @@ def test_merge_rules():
     assert mixed.flops_ratio_merged == pytest.approx(adapter_only.flops_ratio, rel=1e-12)
 
 
-def test_measure_caches_the_base_and_restores_the_model(minilm, monkeypatch):
+def test_cost_meter_caches_the_base_and_restores_the_model(minilm, monkeypatch):
+    from autopeft.cost import CostMeter
     from autopeft.cost import measured as cost
     from autopeft.methods import build
 
     built = build(minilm, MINILM_CASES["adapter-pfeiffer"], seed=0)
     built.model.train()
     grads = {n: p.requires_grad for n, p in built.model.named_parameters()}
-    cost.clear_cache()
     calls = []
     real = cost._forward_flops
     monkeypatch.setattr(cost, "_forward_flops", lambda m, x: calls.append(m) or real(m, x))
-    first = measure(built, minilm, latency=True, repeats=2)
+    meter = CostMeter(minilm)
+    first = meter.measure(built, latency=True, repeats=2)
     again = build(minilm, MINILM_CASES["adapter-pfeiffer"], seed=1)  # same architecture
-    second = measure(again, minilm, latency=False)
+    second = meter.measure(again, latency=False)
     assert len(calls) == 2  # the base once, the architecture once: both cached
     other = build(minilm, MINILM_CASES["parallel_adapter"], seed=0)
-    measure(other, minilm, latency=False)
+    meter.measure(other, latency=False)
     assert len(calls) == 3
     assert first.extra_flops_per_token == second.extra_flops_per_token > 0
     assert isinstance(first.latency_ratio, float) and first.latency_ratio > -1
     assert built.model.training  # measure ran in eval mode and put the mode back
     assert {n: p.requires_grad for n, p in built.model.named_parameters()} == grads
     assert minilm.model.training is False
+    meter.close()  # frees the counts: the next measure counts the base and the arch again
+    assert meter.measure(again, latency=False) == second
+    assert len(calls) == 5
+    measure(again, minilm, latency=False)  # the one-off function keeps nothing
+    measure(again, minilm, latency=False)
+    assert len(calls) == 9
+
+
+def test_cost_meter_flop_cache_is_a_bounded_lru(minilm, monkeypatch):
+    from autopeft.cost import CostMeter
+    from autopeft.cost import measured as cost
+    from autopeft.methods import build
+
+    calls = []
+    real = cost._forward_flops
+    monkeypatch.setattr(cost, "_forward_flops", lambda m, x: calls.append(m) or real(m, x))
+    a, b, c = (build(minilm, cand(M("lora", {"rank": r}, [0])), seed=0) for r in (1, 2, 3))
+    meter = CostMeter(minilm, flop_cache_size=2)
+    for built in (a, b, a, c):  # a is used again before c arrives, so b is the one to go
+        meter.measure(built, latency=False)
+    assert len(calls) == 1 + 3 and len(meter._flops) == 2
+    meter.measure(a, latency=False)
+    assert len(calls) == 4  # a is still cached
+    meter.measure(b, latency=False)
+    assert len(calls) == 5  # b was evicted
+
+
+def test_the_evaluator_owns_its_cost_meter_and_close_frees_it(monkeypatch):
+    """ProxyEvaluator's set-up creates the meter; close() frees its counts and base copy."""
+    from autopeft.cost import CostMeter
+    from autopeft.evaluation import proxy
+
+    closed = []
+    monkeypatch.setattr(CostMeter, "close", lambda self: closed.append(self))
+    evaluator = proxy.ProxyEvaluator.__new__(proxy.ProxyEvaluator)
+    meter = CostMeter(base=None)
+    evaluator._setup = proxy._Setup(key=("k",), raw=None, splits={}, base=None, encoded={},
+                                    device=None, seconds=0.0, meter=meter)
+    evaluator.close()
+    assert closed == [meter] and evaluator._setup is None
+    evaluator.close()  # closing twice is harmless
+    assert closed == [meter]
 
 
 def test_import_stays_light_and_estimate_needs_no_torch():
@@ -208,17 +279,17 @@ def test_summarize_reports_candidates_the_model_cannot_take():
 def test_latency_timing_stops_at_its_budget(minilm):
     from autopeft.methods import build
 
-    from autopeft.cost import clear_cache
+    from autopeft.cost import CostMeter
 
     built = build(minilm, MINILM_CASES["lora"], seed=0)
-    clear_cache()
+    meter = CostMeter(minilm)
     calls = []
     handle = built.model.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
-        measure(built, minilm, repeats=50, latency_budget_s=0.0)
+        meter.measure(built, repeats=50, latency_budget_s=0.0)
         assert len(calls) == 2  # the FLOP-counting forward and one timed pair
         calls.clear()
-        measure(built, minilm, repeats=3, latency_budget_s=1e9)
+        meter.measure(built, repeats=3, latency_budget_s=1e9)
         assert len(calls) == 3  # FLOPs cached by now; three timed candidate forwards
     finally:
         handle.remove()

@@ -9,6 +9,7 @@ import pytest
 from autopeft.candidate import Candidate, ModuleConfig as M
 from autopeft.exceptions import ExportError
 from autopeft.export import CANDIDATE_FILE, WEIGHTS_DIR, export_candidate, load_exported
+from moduletype_cases import TYPES
 
 ALL6 = list(range(6))
 
@@ -20,8 +21,12 @@ def cand(*modules, hyper=None):
 PROV = {"study": "s1", "trial": 7, "seed": 11, "space_fingerprint": "ab" * 32,
         "metrics": {"metric": 0.91, "metric_name": "accuracy"}, "experiment": {"model": "minilm"}}
 
-# candidate, library expected, complete (the library artifact alone holds everything)
+# candidate, library expected, complete (the library artifact alone holds everything);
+# one case per registered type from tests/moduletype_cases.py, then variants and mixtures
 CASES = {
+    **{f"type-{t.type}": (cand(*t.modules), t.library, t.complete) for t in TYPES},
+    "rslora+adapter": (cand(M("rslora", {"rank": 4}, [0]), M("adapter", {"size": 8}, [1])),
+                       "adapters", True),
     "lora": (cand(M("lora", {"rank": 4, "targets": ["q", "v", "ffn_out"]}, [3, 4, 5]),
                   hyper={"learning_rate": 3e-4}), "peft", True),
     "ia3": (cand(M("ia3", {}, [0, 1, 2])), "peft", True),
@@ -78,7 +83,8 @@ def test_peft_config_loads_with_plain_peft(tmp_path):
     assert (again / "adapter_config.json").read_text() == (out / "adapter_config.json").read_text()
 
 
-@pytest.mark.parametrize("name", ["lora", "ia3", "prompt", "prefix-all-layers"])
+@pytest.mark.parametrize("name", ["lora", "ia3", "prompt", "prefix-all-layers", "type-dora",
+                                  "type-rslora"])
 def test_configs_only_peft_config_equals_the_built_one(minilm, tmp_path, name):
     """What export writes without weights is what methods.build gives peft."""
     from autopeft.methods import build
@@ -105,7 +111,8 @@ def test_configs_only_peft_config_equals_the_built_one(minilm, tmp_path, name):
             assert value == (str(other.value) if hasattr(other, "value") else other), key
 
 
-@pytest.mark.parametrize("name", ["adapter", "prefix-subset", "mam"])
+@pytest.mark.parametrize("name", ["adapter", "prefix-subset", "mam", "paper-mix",
+                                  "rslora+adapter"])
 def test_configs_only_adapters_config_equals_what_save_adapter_writes(minilm, tmp_path, name):
     from autopeft.methods import build
     from autopeft.methods._adapters import NAME
@@ -193,3 +200,29 @@ def test_weights_of_another_candidate_are_refused(minilm, tmp_path):
     with pytest.raises(ExportError, match="belong to"):
         export_candidate(CASES["lora"][0], tmp_path / "x", model_ref="minilm", provenance={},
                          built=built)
+
+
+def test_full_fine_tuning_exports_the_whole_model_not_an_adapter(minilm, minilm_batch, tmp_path):
+    """With weights: transformers' own files (every weight, once); autopeft_weights/ is not
+    written beside them. The reload in a fresh process is in test_export_reload.py."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from autopeft.methods import build
+
+    c = cand(M("full", {}))
+    built = build(minilm, c, seed=0)
+    with torch.no_grad():
+        built.model.bert.embeddings.word_embeddings.weight.add_(0.01)
+    out = export_candidate(c, tmp_path / "full", model_ref="minilm", provenance={}, built=built)
+    _, prov = load_exported(out)
+    art = prov["artifact"]
+    assert (art["library"], art["complete"], art["weights"]) == ("transformers", True, True)
+    assert "autopeft_weights" not in art and not (out / WEIGHTS_DIR).exists()
+    assert {"config.json", "model.safetensors"} <= set(art["files"])
+    assert not (out / "adapter_config.json").exists()
+    again = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    inputs, _ = minilm_batch
+    built.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(**inputs).logits, built.model(**inputs).logits)

@@ -1,6 +1,6 @@
 """An exported, briefly trained candidate reloads in a fresh process with the plain library
-(peft or AdapterHub adapters, plus transformers; no autopeft) and gives the same logits,
-classifier head included. Real MiniLM."""
+(peft or AdapterHub adapters, plus transformers; transformers alone for full fine-tuning; no
+autopeft) and gives the same logits, classifier head included. Real MiniLM."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ import pytest
 
 from autopeft.candidate import Candidate, ModuleConfig as M
 from autopeft.export import export_candidate, load_exported
+from moduletype_cases import TYPES
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +40,13 @@ LOADERS = {
         model.set_active_adapters(model.load_adapter(export_dir))
         model.eval()
     """,
+    "transformers": """
+        import json, sys, torch
+        from transformers import AutoModelForSequenceClassification
+        model_path, export_dir, data_file = sys.argv[1:4]
+        data = torch.load(data_file)
+        model = AutoModelForSequenceClassification.from_pretrained(export_dir).eval()
+    """,
 }
 COMPARE = """
     with torch.no_grad():
@@ -49,11 +57,13 @@ COMPARE = """
                       "autopeft_modules": leaked}))
 """
 
-CASES = [
+# every registered type that a library reloads (tests/moduletype_cases.py), and two variants
+CASES = [pytest.param(Candidate(t.modules, {}, 6), t.trained_library, t.backend, id=t.type)
+         for t in TYPES if t.trained_library] + [
     pytest.param(Candidate((M("lora", {"rank": 8, "targets": ["q", "v", "ffn_out"]}, [2, 3, 4, 5]),),
-                           {}, 6), "peft", id="lora-peft"),
+                           {}, 6), "peft", "peft", id="lora-peft"),
     pytest.param(Candidate((M("adapter", {"size": 32, "placement": "pfeiffer"}, [1, 2, 3, 4, 5]),),
-                           {}, 6), "adapters", id="pfeiffer-adapters"),
+                           {}, 6), "adapters", "adapters", id="pfeiffer-adapters"),
 ]
 
 
@@ -61,7 +71,8 @@ def _train(built, inputs, labels, steps=4):
     import torch
 
     params = list(built.trainable_parameters().values())
-    opt = torch.optim.AdamW(params, lr=1e-2)
+    lr = 1e-4 if built.backend == "own" else 1e-2  # full fine-tuning moves every weight
+    opt = torch.optim.AdamW(params, lr=lr)
     built.model.train()
     for _ in range(steps):
         loss = torch.nn.functional.cross_entropy(built.model(**inputs).logits, labels)
@@ -71,16 +82,16 @@ def _train(built, inputs, labels, steps=4):
     built.model.eval()
 
 
-@pytest.mark.parametrize("candidate,library", CASES)
+@pytest.mark.parametrize("candidate,library,backend", CASES)
 def test_trained_export_reloads_with_the_plain_library(minilm, minilm_batch, tmp_path,
-                                                       candidate, library):
+                                                       candidate, library, backend):
     import torch
 
     from autopeft.methods import build
 
     inputs, labels = minilm_batch
     built = build(minilm, candidate, seed=0)
-    assert built.backend == library
+    assert built.backend == backend
     built.model.eval()
     with torch.no_grad():
         untrained = built.model(**inputs).logits

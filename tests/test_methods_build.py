@@ -2,6 +2,8 @@
 
 Each case states where trainable weights must sit (layer and sub-module) and whether the
 module is an identity at step 0 (zero-initialised output projection, IA3 ones, BitFit).
+One case per registered type comes from tests/moduletype_cases.py (TYPES); the variants
+and mixtures below add to it.
 """
 from __future__ import annotations
 
@@ -11,13 +13,7 @@ import pytest
 
 from autopeft.candidate import Candidate, ModuleConfig as M
 from fixtures_models import sites
-
-Q, K, V = "attention.self.query", "attention.self.key", "attention.self.value"
-O, FI, FO = "attention.output.dense", "intermediate.dense", "output.dense"
-
-
-def at(layers, *wheres):
-    return {f"L{i}:{w}" for i in layers for w in wheres}
+from moduletype_cases import EVERY, FI, FO, TYPES, K, O, Q, V, at
 
 
 @dataclass
@@ -35,10 +31,9 @@ class Case:
         return Candidate(tuple(self.modules), {}, 6)
 
 
-CASES = [
-    Case("head-only", (), {"head"}, "none", identity=True),
-    Case("lora-qv", (M("lora", {}, [1, 3]),),
-         at([1, 3], f"{Q}/lora", f"{V}/lora") | {"head"}, "peft", identity=True),
+CASES = [Case("head-only", (), {"head"}, "none", identity=True)] + [
+    Case(t.type, t.modules, t.sites, t.backend, identity=t.identity, lr=t.lr) for t in TYPES
+] + [
     Case("lora-zero-k-o-ffn", (M("lora", {"targets": ["k", "o", "ffn_in", "ffn_out"],
                                           "init": "zero", "rank": 4}, [0, 5]),),
          at([0, 5], f"{K}/lora", f"{O}/lora", f"{FI}/lora", f"{FO}/lora") | {"head"}, "peft",
@@ -49,32 +44,15 @@ CASES = [
          at([0], f"{Q}/lora", f"{V}/lora") | {"head"}, "peft", identity=True, modifies_base=True),
     Case("lora-olora", (M("lora", {"init": "olora", "rank": 4, "targets": ["v"]}, [4]),),
          at([4], f"{V}/lora") | {"head"}, "peft", identity=True, modifies_base=True),
-    Case("ia3", (M("ia3", {}, [0, 1, 2]),),
-         at([0, 1, 2], f"{K}/ia3", f"{V}/ia3", f"{FO}/ia3") | {"head"}, "peft", identity=True),
-    Case("bitfit", (M("bitfit", {"targets": ["q", "ffn_in"]}, [4]),),
-         at([4], f"{Q}/bias", f"{FI}/bias") | {"head"}, "own", identity=True),
-    Case("prompt-random", (M("prompt", {"length": 5}),), {"prompt", "head"}, "peft", lr=5e-2),
     Case("prompt-vocab", (M("prompt", {"length": 5, "init": "vocab"}),), {"prompt", "head"},
          "peft", lr=5e-2),
-    Case("prefix-all-layers", (M("prefix", {"length": 5}, range(6)),), {"prompt", "head"}, "peft",
-         lr=5e-2),
     Case("prefix-mlp-all-layers", (M("prefix", {"length": 4, "bottleneck": 32}, range(6)),),
          {"prompt", "head"}, "peft"),
     Case("prefix-subset", (M("prefix", {"length": 5}, [1, 4]),), {"prefix-pool", "head"},
          "adapters", lr=5e-2),
-    Case("adapter-pfeiffer-zero", (M("adapter", {"size": 16, "init": "zero"}, [0, 3]),),
-         at([0, 3], "output/bn") | {"head"}, "adapters", identity=True),
     Case("adapter-houlsby", (M("adapter", {"size": 8, "placement": "houlsby",
                                            "activation": "gelu"}, [2]),),
          at([2], "output/bn", "attention.output/bn") | {"head"}, "adapters"),
-    Case("parallel-adapter", (M("parallel_adapter", {"size": 16}, [1, 2]),),
-         at([1, 2], "output/bn") | {"head"}, "adapters", identity=True),
-    Case("unipelt", (M("unipelt", {"size": 8, "prefix_length": 4}, [5]),),
-         at([5], f"{Q}/lora", f"{Q}/lora-gate", f"{V}/lora", f"{V}/lora-gate", "output/bn",
-            "output/bn-gate", "attention.self/prefix-gate") | {"prefix-pool", "head"}, "adapters"),
-    Case("mam", (M("mam", {"size": 16, "prefix_length": 4}, [0, 1]),),
-         at([0, 1], "output/bn") | {"prefix-pool", "head"}, "adapters",
-         lr=3e-3),  # its prefix MLP (800 wide) overshoots at 1e-2
     Case("autopeft-paper", (M("adapter", {"size": 16}, [1, 2, 3]),
                             M("parallel_adapter", {"size": 8}, [1, 2, 3]),
                             M("prefix", {"length": 4}, [1, 2, 3])),
@@ -90,6 +68,17 @@ CASES = [
     Case("bitfit+lora", (M("bitfit", {}, [0]), M("lora", {}, [1])),
          at([0], f"{Q}/bias", f"{K}/bias", f"{V}/bias", f"{O}/bias", f"{FI}/bias", f"{FO}/bias")
          | at([1], f"{Q}/lora", f"{V}/lora") | {"head"}, "peft", identity=True),
+    Case("dora-xavier", (M("dora", {"targets": ["v", "ffn_in"], "init": "xavier", "rank": 4},
+                           [3]),),
+         at([3], f"{V}/lora", f"{V}/magnitude", f"{FI}/lora", f"{FI}/magnitude") | {"head"},
+         "peft"),
+    Case("rslora+adapter", (M("rslora", {"rank": 4, "targets": ["q", "ffn_out"], "init": "zero"},
+                              [1]), M("adapter", {"size": 8, "init": "zero"}, [2])),
+         at([1], f"{Q}/lora", f"{FO}/lora") | at([2], "output/bn") | {"head"}, "adapters",
+         identity=True),
+    Case("dora+bitfit", (M("dora", {"rank": 2}, [5]), M("bitfit", {"targets": ["ffn_out"]}, [0])),
+         at([5], f"{Q}/lora", f"{Q}/magnitude", f"{V}/lora", f"{V}/magnitude")
+         | at([0], f"{FO}/bias") | {"head"}, "peft", identity=True),
     Case("bitfit+adapter", (M("bitfit", {"targets": ["o"]}, [5]),
                             M("adapter", {"size": 8, "init": "zero"}, [5])),
          at([5], f"{O}/bias", "output/bn") | {"head"}, "adapters", identity=True),
@@ -98,7 +87,7 @@ IDS = [c.id for c in CASES]
 # One case per backend path runs in the fast suite for the tests that build twice per case;
 # the full list runs with the slow ones.
 FAST = {"lora-xavier", "prompt-vocab", "prefix-subset", "adapter-houlsby", "autopeft-paper",
-        "unipelt", "bitfit+lora", "ia3"}
+        "unipelt", "bitfit+lora", "ia3", "dora-xavier", "full"}
 
 
 def some_slow(cases):
@@ -138,7 +127,11 @@ def normalise(name: str) -> str:
 def test_trainable_weights_sit_exactly_where_requested(minilm, case):
     built = built_for(minilm, case)
     assert built.backend == case.backend
-    assert sites(built) == case.sites
+    if case.sites == EVERY:  # full fine-tuning
+        assert all(p.requires_grad for p in built.model.parameters())
+        assert built.num_trainable() == sum(p.numel() for p in minilm.model.parameters())
+    else:
+        assert sites(built) == case.sites
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -247,7 +240,7 @@ def test_prefix_subset_goes_into_exactly_the_chosen_layers(minilm):
 
 
 def test_peft_prefix_has_one_key_and_value_per_layer(minilm):
-    built = built_for(minilm, next(c for c in CASES if c.id == "prefix-all-layers"))
+    built = built_for(minilm, next(c for c in CASES if c.id == "prefix"))
     prompt = [p for n, p in built.trainable_parameters().items() if n.startswith("prompt_encoder")]
     assert sum(p.numel() for p in prompt) == 5 * 2 * 6 * 384
 
@@ -350,3 +343,41 @@ def test_built_model_with_our_parallel_adapter_copies_and_pickles(minilm, minilm
     assert not torch.allclose(logits(clone, batch), before)
     assert torch.equal(logits(built.model, batch), before)
     torch.save(built.model.bert.encoder.layer[1].autopeft_parallel, io.BytesIO())
+
+
+def test_rslora_scales_by_alpha_over_sqrt_rank_on_both_backends(minilm):
+    """rsLoRA (Kalajdzievski 2023): alpha / sqrt(r); AdapterHub gets alpha * sqrt(r) / r."""
+    alone = built_for(minilm, next(c for c in CASES if c.id == "rslora"))
+    scales = {m.scaling["default"] for m in alone.model.modules() if hasattr(m, "scaling")
+              and isinstance(getattr(m, "scaling"), dict) and "default" in m.scaling}
+    assert scales == {16.0 / 16 ** 0.5}  # 4.0, exact in floating point
+    mixed = built_for(minilm, next(c for c in CASES if c.id == "rslora+adapter"))
+    from adapters.methods.lora import LoRA
+
+    scales = {m.scaling for m in mixed.model.modules() if isinstance(m, LoRA)}
+    assert scales == {16.0 * 4 ** 0.5 / 4}  # 8.0, exact
+
+
+def test_dora_magnitude_is_the_column_norm_after_our_init(minilm):
+    """DoRA (Liu et al. 2024, eq. 5): m starts as ||W + s B A||_c, also after a xavier init."""
+    import torch
+
+    built = built_for(minilm, next(c for c in CASES if c.id == "dora-xavier"))
+    seen = 0
+    for module in built.model.modules():
+        if "default" not in getattr(module, "lora_magnitude_vector", {}):
+            continue
+        a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+        assert b.abs().max() > 0  # xavier moved B off zero
+        w = module.get_base_layer().weight + module.scaling["default"] * (b @ a)
+        torch.testing.assert_close(module.lora_magnitude_vector["default"].weight,
+                                   torch.linalg.norm(w, dim=1))
+        seen += 1
+    assert seen == 2  # v and ffn_in of layer 3
+
+
+def test_full_fine_tuning_trains_embeddings_and_head_too(minilm):
+    built = built_for(minilm, next(c for c in CASES if c.id == "full"))
+    names = set(built.trainable_parameters())
+    assert {"bert.embeddings.word_embeddings.weight", "bert.pooler.dense.weight",
+            "classifier.weight"} <= names

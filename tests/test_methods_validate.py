@@ -40,6 +40,15 @@ BAD = [
      "comes from peft"),
     ("lora-o-in-mixture", "minilm", (M("lora", {"targets": ["o"]}, [0]), M("adapter", {}, [0])),
      "attention output (o)"),
+    ("dora-in-mixture", "minilm", (M("dora", {}, [0]), M("adapter", {}, [1])),
+     "AdapterHub adapters has no DoRA"),
+    ("dora-rank", "minilm", (M("dora", {"rank": 400}, [0]),), "rank 400 exceeds"),
+    ("rslora-o-in-mixture", "minilm", (M("rslora", {"targets": ["o"]}, [0]), M("prefix", {}, [1])),
+     "attention output (o)"),
+    ("rslora-and-lora", "minilm", (M("rslora", {}, [0]), M("lora", {}, [1])), "both bring a lora"),
+    ("full-with-bitfit", "minilm", (M("full", {}), M("bitfit", {}, [0])),
+     "full fine-tuning trains every weight already"),
+    ("full-with-lora", "tiny-gpt2", (M("lora", {}, [0]), M("full", {})), "only module"),
 ]
 
 
@@ -89,6 +98,12 @@ GOOD = [
     ("minilm", (), "none"),
     ("minilm", (M("adapter", {}, [0]), M("parallel_adapter", {}, [0]), M("prefix", {}, [0])),
      "adapters"),
+    ("minilm", (M("dora", {}, ALL6),), "peft"),
+    ("tiny-gpt2", (M("dora", {"targets": ["q", "k", "v"]}, [0]), M("bitfit", {}, [1])), "peft"),
+    ("minilm", (M("rslora", {}, [2]),), "peft"),
+    ("minilm", (M("rslora", {}, [2]), M("adapter", {}, [2])), "adapters"),
+    ("minilm", (M("full", {}),), "own"),
+    ("tiny-llama", (M("full", {}),), "own"),
 ]
 
 

@@ -4,10 +4,13 @@ Two paths that agree (tests/test_cost.py checks them against each other on MiniL
 
 * `measure(built, base)` (measured.py): counts the trainable tensors of a built model, counts
   forward FLOPs with torch.utils.flop_counter.FlopCounterMode on a fixed reference batch, and
-  times forwards of candidate and base in alternation. The evaluator calls it once per trial,
-  so the base model's parameter and FLOP counts are cached per (model, labels, seq_len, device).
+  times forwards of candidate and base in alternation. The evaluator owns one CostMeter per
+  worker set-up and calls its `measure(built)` once per trial: the meter caches the base
+  model's counts and a bounded LRU of FLOP counts per architecture, and `close()` frees them
+  (and a base copy moved to another device).
 * `estimate(candidate, info)` (analytic.py): the same parameter count from ModelInfo shapes
-  alone, and FLOPs from formulas, without torch.
+  alone, and FLOPs from formulas, without torch. Each type's formulas (with their sources)
+  live in its plug-in, autopeft.moduletypes.<type>.
 * `summarize_space(bound, model_ref)` (summary.py): the cost range of a space, from `estimate`.
 
 Definitions (the choices are ours; the paper reports "% of parameters" without saying more):
@@ -25,17 +28,19 @@ Definitions (the choices are ours; the paper reports "% of parameters" without s
   prompt tokens, which lengthen the sequence, show up as overhead.
 * Merged FLOPs: LoRA (W + BA folds into W, Hu et al. 2021 sec. 4.1), IA3 (the scaling folds
   into the weights it rescales, Liu et al. 2022 sec. 3.3) and BitFit (it changes existing
-  biases) add nothing once merged. Adapters, parallel adapters, prefixes, prompts and the gated
-  mixtures (UniPELT's gates depend on the input) cannot merge.
+  biases) add nothing once merged; so do DoRA and rsLoRA (one matrix again) and full
+  fine-tuning (it adds nothing: the fine-tuned model is the base architecture). Adapters,
+  parallel adapters, prefixes, prompts and the gated mixtures (UniPELT's gates depend on the
+  input) cannot merge. Full fine-tuning trains every base weight: params_ratio = 1.0.
 """
 from __future__ import annotations
 
 from autopeft.cost.analytic import (MERGEABLE, SEQ_LEN, base_flops, base_param_count, estimate,
                                     head_param_count, is_mergeable, module_extra_flops,
                                     module_params, trainable_params)
-from autopeft.cost.measured import BATCH, clear_cache, measure, split_params
+from autopeft.cost.measured import BATCH, CostMeter, measure, split_params
 from autopeft.cost.summary import summarize_space
 
 __all__ = ["estimate", "measure", "summarize_space", "is_mergeable", "MERGEABLE",
            "base_param_count", "head_param_count", "module_params", "module_extra_flops",
-           "base_flops", "trainable_params", "split_params", "clear_cache", "SEQ_LEN", "BATCH"]
+           "base_flops", "trainable_params", "split_params", "CostMeter", "SEQ_LEN", "BATCH"]

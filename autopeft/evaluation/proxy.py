@@ -51,6 +51,7 @@ class _Setup:
     encoded: dict[int, Any]        # max_length -> taskdata.Encoded
     device: Any
     seconds: float
+    meter: Any = None              # autopeft.cost.CostMeter of `base`, freed by close()
 
 
 class ProxyEvaluator(Evaluator):
@@ -87,7 +88,10 @@ class ProxyEvaluator(Evaluator):
         if device.type == "cuda" and not torch.cuda.is_bf16_supported() and (
                 cfg.proxy.bf16 or cfg.full.bf16):
             log.warning("this GPU has no bf16 support: bf16 is ignored, training in fp32")
-        self._setup = _Setup(key, raw, splits, base, {}, device, time.perf_counter() - t0)
+        from autopeft.cost import CostMeter
+
+        self._setup = _Setup(key, raw, splits, base, {}, device, time.perf_counter() - t0,
+                             CostMeter(base))
         self.stats["setups"] += 1
         log.info("worker set up in %.1fs: %d examples, %d classes, model %s on %s",
                  self._setup.seconds, len(raw.texts), raw.num_labels, cfg.model, device)
@@ -100,6 +104,8 @@ class ProxyEvaluator(Evaluator):
         return s.encoded[max_length]
 
     def close(self) -> None:
+        if self._setup is not None:
+            self._setup.meter.close()
         self._setup = None
 
     # ------------------------------------------------------------------ one trial
@@ -140,7 +146,7 @@ class ProxyEvaluator(Evaluator):
             raise TrialFailedError(f"the candidate cannot be built: {exc}") from exc
         model = built.model.to(s.device)
         build_seconds = time.perf_counter() - t_build
-        cost = self._cost(built, s, enc)
+        cost = self._cost(built, s)
         note = getattr(reporter, "note_cost", None)
         if note is not None:
             note(request.trial_number, cost)
@@ -189,11 +195,9 @@ class ProxyEvaluator(Evaluator):
                    "backend": built.backend},
         )
 
-    def _cost(self, built: Any, s: _Setup, enc: Any) -> Cost:
+    def _cost(self, built: Any, s: _Setup) -> Cost:
         """Exact trainable parameters, FLOPs per token and latency (autopeft.cost)."""
-        from autopeft import cost as cost_mod
-
-        return cost_mod.measure(built, s.base)
+        return s.meter.measure(built)
 
 
 def _device(torch: Any, cfg: ExperimentConfig) -> Any:

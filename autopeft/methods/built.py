@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ META_FILE = "built.json"
 class Built:
     """model: torch module, base frozen, modules in place, classifier head trainable.
 
-    backend: "peft" | "adapters" | "own" | "none" — who built the (non-BitFit) modules.
+    backend: "peft" | "adapters" | "own" | "none" — who built the (non-BitFit) modules
+    (autopeft.moduletypes.backend_for).
     Only parameters with requires_grad are trained, saved and restored.
     """
 
@@ -30,7 +31,6 @@ class Built:
     info: Any
     seed: int = 0
     head_names: tuple[str, ...] = ()
-    notes: list[str] = field(default_factory=list)
 
     def trainable_parameters(self) -> dict[str, Any]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
