@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -13,7 +13,10 @@ from autopeft.exceptions import SpaceError
 from autopeft.space.decision import Decision, plain, same_key
 from autopeft.space.errors import did_you_mean, show
 from autopeft.space.layers import BoundLayers, bind_layers
-from autopeft.space.space import HIDDEN_BOUNDED, SCALED_INITS, SearchSpace
+from autopeft.space.params import HIDDEN_BOUNDED, SCALED_INITS
+
+if TYPE_CHECKING:  # space.py imports this module (SearchSpace.bind); never the reverse
+    from autopeft.space.space import SearchSpace
 
 
 class BoundSpace:
@@ -26,7 +29,7 @@ class BoundSpace:
     shared-layer decisions (`shared.layers...`); then `hp.<name>` in file order.
     """
 
-    def __init__(self, space: SearchSpace, num_layers: int, hidden_size: int | None = None):
+    def __init__(self, space: "SearchSpace", num_layers: int, hidden_size: int | None = None):
         where = space.where
         if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) \
                 or num_layers < 1:

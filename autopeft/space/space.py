@@ -8,15 +8,14 @@ import logging
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from autopeft.moduletypes import HYPERPARAMETERS, MODULE_TYPES, ModuleType
+from autopeft.space.bound import BoundSpace
 from autopeft.space.errors import Where, did_you_mean, join, show, type_name
 from autopeft.space.layers import ALL, LayerSpec, parse_layers
-from autopeft.space.params import ParamDef, default_param, parse_param
-
-if TYPE_CHECKING:
-    from autopeft.space.bound import BoundSpace
+from autopeft.space.params import (HIDDEN_BOUNDED, SCALED_INITS, ParamDef, default_param,
+                                   parse_param)
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +25,7 @@ TOP_KEYS = ("space", "version", "description", "select", "shared_layers", "modul
 SELECT_MODES = ("one", "any")
 ENTRY_KEYS = ("type", "required", "layers")
 RESERVED_NAMES = ("module", "shared", "hp")
-# inits that use init_scale (see autopeft.moduletypes.INITS); the others ignore it
-SCALED_INITS = ("zero", "xavier", "kaiming", "gaussian")
-# parameters bounded by the model's hidden size when bind() is given one
-HIDDEN_BOUNDED = ("rank", "size")
+__all__ = ["HIDDEN_BOUNDED", "SCALED_INITS", "Entry", "SearchSpace"]  # the first two: old home
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SPACE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -171,11 +167,9 @@ class SearchSpace:
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def bind(self, num_layers: int, hidden_size: int | None = None) -> "BoundSpace":
+    def bind(self, num_layers: int, hidden_size: int | None = None) -> BoundSpace:
         """The space on a model with `num_layers` layers (and `hidden_size`, to check ranks
         and sizes). SpaceError if the space cannot fit that model."""
-        from autopeft.space.bound import BoundSpace
-
         return BoundSpace(self, num_layers, hidden_size)
 
 
