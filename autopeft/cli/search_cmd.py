@@ -47,6 +47,9 @@ def register(sub) -> None:
                    help="study seed (default: the experiment's seed)")
     p.add_argument("--runs-dir", default="autopeft_runs", metavar="DIR",
                    help="where trial checkpoints go (default ./autopeft_runs)")
+    p.add_argument("--no-recipes", action="store_true",
+                   help="do not begin with the standard recipes the space can express "
+                        "(LoRA r=8, adapters, IA3, BitFit, prefix; autopeft.recipes)")
     _add_run_options(p)
     p.set_defaults(func=run_search)
 
@@ -78,7 +81,10 @@ def run_search(args: argparse.Namespace) -> int:
     seed = experiment.seed if args.seed is None else args.seed
     info = model_info(experiment.model)
     bound = space.bind(num_layers=info.num_layers, hidden_size=info.hidden_size)
-    controller = make_controller(args.controller, bound, seed=seed)
+    controller = make_controller(args.controller, bound, seed=seed,
+                                 recipes=not args.no_recipes)
+    for note in getattr(controller, "notes", lambda n: [])(args.trials):
+        print(f"note: {note}", file=sys.stderr)  # skipped recipes, a budget below them
     # a preset given as a file is stored by absolute path, so resume works from anywhere
     controller_ref = (str(Path(args.controller).resolve()) if Path(args.controller).is_file()
                       else args.controller)
