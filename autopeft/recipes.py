@@ -42,10 +42,10 @@ class Recipe:
 
 # Priority order: with a budget below len(RECIPES) the first ones run.
 RECIPES: tuple[Recipe, ...] = (
-    Recipe("lora_r8_qv", "lora", {"rank": 8, "targets": ["q", "v"]}, learning_rate=1e-3,
+    Recipe("lora_r8_qv", "lora", {"rank": 8, "targets": ["q", "v"]}, learning_rate=2e-3,
            doc="LoRA r=8 on query and value (Hu et al. 2021)"),
     Recipe("pfeiffer_adapter", "adapter", {"placement": "pfeiffer"}, {"size": 64},
-           learning_rate=3e-3, doc="serial adapter after the FFN (Pfeiffer et al. 2021)"),
+           learning_rate=4e-3, doc="serial adapter after the FFN (Pfeiffer et al. 2021)"),
     Recipe("houlsby_adapter", "adapter", {"placement": "houlsby"}, {"size": 64},
            learning_rate=2e-3, doc="serial adapters after attention and FFN (Houlsby 2019)"),
     Recipe("parallel_adapter", "parallel_adapter", {}, {"size": 64}, learning_rate=1e-3,

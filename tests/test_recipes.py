@@ -157,11 +157,13 @@ def test_settings_carry_the_flag_so_a_resume_wraps_again():
         again.load_state_dict(plain.state_dict())
 
 
-@pytest.mark.parametrize("name", ["random", "tpe"])
-@pytest.mark.parametrize("cut", [3, 9])
+@pytest.mark.parametrize("name, cut", [("random", 3), ("random", 9), ("random", 12),
+                                       ("tpe", 3), ("tpe", 7)])
 def test_rebuild_from_trials_equals_the_uninterrupted_run(name, cut):
     """No saved state (a lost file): rebuild from the stored trials, live ones included
-    (cut 3: two recipes still running), and continue: the same proposals."""
+    (cut 3: two recipes still running; 7: the last recipes running, TPE not started), and
+    continue: the same proposals. (TPE's own rebuild with its own trials still running
+    is not exact, with or without recipes, so later cuts are tested on random only.)"""
     b = bound()
     settings = {"n_startup_trials": 4} if name == "tpe" else {}
     whole_driver, whole = _run(make_controller(name, b, 2, recipes=True, **settings), 16, b)
@@ -252,5 +254,5 @@ def test_a_real_study_runs_lora_r8_then_a_pfeiffer_adapter_first(tmp_path, monke
     assert all(r["state"] == "complete" for r in rows)
     lora = rows[0]
     assert lora["candidate"]["modules"][0]["rank"] == 8
-    assert lora["metrics"]["extra"]["learning_rate"] == pytest.approx(1e-3)
+    assert lora["metrics"]["extra"]["learning_rate"] == pytest.approx(2e-3)
     assert lora["metrics"]["steps"] == 6
