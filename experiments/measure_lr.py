@@ -1,9 +1,11 @@
 """Measure proxy validation accuracy of single modules at a few learning rates.
 
-The learning-rate ranges in search_spaces/default.yaml come from two sources: the 300
-random-search trials in experiments/data/trials_default.csv (learning rate drawn
-log-uniformly in 1e-4..1e-2, see `--table`), and these extra trials, which probe rates
-above 1e-2 that the table never tried and pin the recipes' rates.
+The learning-rate ranges in search_spaces/default.yaml come from the 300 random-search
+trials in experiments/data/trials_default.csv (learning rate drawn log-uniformly in
+1e-4..1e-2; `--table` prints the summary per type and band). The PLAN trials probe the
+rates above 1e-2 that the table never tried (IA3, prefix and BitFit still improve at
+1e-2) and pin the recipes' rates; they have not been run to the end yet (the shared
+machine was too loaded on 2026-12-01), so the spaces mark those rates "not measured".
 
     python experiments/measure_lr.py --out /tmp/lr.jsonl            # run the trials
     python experiments/measure_lr.py --table                          # summarise the table
