@@ -17,7 +17,6 @@ the figures below and in search_spaces/default.yaml next to each module's range.
 """
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -25,8 +24,6 @@ from typing import Any, Mapping
 from autopeft.candidate import Candidate
 from autopeft.moduletypes import HYPERPARAMETERS, MODULE_TYPES
 from autopeft.space.decision import Decision, same_key
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ def _express(bound: Any, r: Recipe, e: Any) -> Expressed:
             return False
         if rest == other.module_type.size_param and d.contains(0):
             return 0
-        return d.options()[0] if not rest.startswith("hp.") else _hyper(d, rest[3:])
+        return d.options()[0]  # (the module is dropped, or _check skips the recipe)
 
     def _hyper(d: Decision, name: str) -> Any:
         if name == "learning_rate":
