@@ -13,6 +13,12 @@ Every module carries every parameter of its type (defaults filled in from
 autopeft.moduletypes), `layers` as sorted absolute indices (absent for `prompt`),
 `targets` as a sorted tuple in TARGETS order. A candidate with no modules is the
 "head only" baseline: frozen encoder, trainable classifier head.
+
+A module of a mixture may carry its own training hyperparameters (`"hyper":
+{"learning_rate": 0.01}`, only learning_rate and weight_decay: MODULE_HYPER): its
+weights then form their own optimizer parameter group (autopeft.methods.groups); the
+candidate's `hyper` trains everything else, the classifier head included. The key is
+written only when a module has such values, so other candidates keep their form and key.
 """
 from __future__ import annotations
 
@@ -24,6 +30,9 @@ from typing import Any, Mapping
 from autopeft.moduletypes import MODULE_TYPES, TARGETS
 
 _SCALED_INITS = ("zero", "xavier", "kaiming", "gaussian")
+# the hyperparameters one optimizer parameter group can have of its own (batch size and
+# warmup are one per training run)
+MODULE_HYPER = ("learning_rate", "weight_decay")
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,7 @@ class ModuleConfig:
     type: str
     params: Mapping[str, Any]
     layers: tuple[int, ...] | None = None  # None for modules without layers (prompt)
+    hyper: Mapping[str, Any] = field(default_factory=dict)  # its own parameter group
 
     def __post_init__(self) -> None:
         if self.type not in MODULE_TYPES:
@@ -46,6 +56,11 @@ class ModuleConfig:
             if p.kind == "targets":
                 params[p.name] = tuple(t for t in TARGETS if t in set(params[p.name]))
         object.__setattr__(self, "params", params)
+        hyper = dict(self.hyper)
+        if set(hyper) - set(MODULE_HYPER):
+            raise ValueError(f"module {self.type!r}: only {list(MODULE_HYPER)} can be set per "
+                             f"module, got {sorted(set(hyper) - set(MODULE_HYPER))}")
+        object.__setattr__(self, "hyper", {k: float(v) for k, v in hyper.items()})
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(sorted(int(i) for i in self.layers)))
 
@@ -58,6 +73,8 @@ class ModuleConfig:
             out["layers"] = list(self.layers)
         for k, v in self.params.items():
             out[k] = list(v) if isinstance(v, tuple) else v
+        if self.hyper:
+            out["hyper"] = dict(self.hyper)
         return out
 
     @classmethod
@@ -65,7 +82,8 @@ class ModuleConfig:
         d = dict(d)
         typ = d.pop("type")
         layers = d.pop("layers", None)
-        return cls(typ, d, None if layers is None else tuple(layers))
+        hyper = d.pop("hyper", None) or {}
+        return cls(typ, d, None if layers is None else tuple(layers), hyper)
 
     def summary(self) -> str:
         spec = MODULE_TYPES[self.type]
@@ -80,6 +98,7 @@ class ModuleConfig:
             bits.append(f"{p.name}={v}")
         if self.layers is not None:
             bits.append(f"layers={_ranges(self.layers)}")
+        bits += [f"{_SHORT.get(k, k)}={v:.3g}" for k, v in self.hyper.items()]
         return f"{self.type}({', '.join(bits)})"
 
 
@@ -109,6 +128,12 @@ class Candidate:
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def architecture_key(self) -> str:
+        """The key of the modules alone, without any training hyperparameter (the
+        candidate's or a module's own): what a warm start must match."""
+        bare = tuple(ModuleConfig(m.type, m.params, m.layers) for m in self.modules)
+        return Candidate(bare, {}, self.num_layers).key()
+
     @property
     def types(self) -> tuple[str, ...]:
         return tuple(m.type for m in self.modules)
@@ -117,6 +142,9 @@ class Candidate:
         if not self.modules:
             return "head-only"
         return " + ".join(m.summary() for m in self.modules)
+
+
+_SHORT = {"learning_rate": "lr", "weight_decay": "wd"}
 
 
 def _ranges(idx: tuple[int, ...]) -> str:

@@ -212,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     ap.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="ignore --table; replay on N made-up rows (autopeft.testing.fakes)")
-    ap.add_argument("--space", default="default.yaml")
+    ap.add_argument("--space", default=str(HERE / "data" / "trials_default_space.yaml"),
+                    help="the space the table was measured on (default: its own copy)")
     ap.add_argument("--num-layers", type=int, default=6)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--trials", type=int, default=150)

@@ -231,7 +231,7 @@ def test_multi_objective_directions(space):
 # -- LSTM -------------------------------------------------------------------------------
 
 def _scripted(ctrl, reward_of_assignment, batches, space):
-    cost = AnalyticObjective(space).cost({"module": "bitfit", "hp.learning_rate": 1e-3})
+    cost = AnalyticObjective(space).cost({"module": "bitfit", "bitfit.hp.learning_rate": 1e-2})
     number = 0
     for _ in range(batches):
         asked = []
@@ -280,9 +280,10 @@ def test_lstm_inactive_decisions_get_no_gradient(space):
     rows = [r for i in idx for r in range(pol.offsets[i], pol.offsets[i] + pol.sizes[i])]
     head, pos = pol.head.weight[rows].clone(), pol.positions.weight[idx].clone()
     module_rows = pol.head.weight[:pol.sizes[0]].clone()
-    cost = AnalyticObjective(space).cost({"module": "bitfit", "hp.learning_rate": 1e-3})
+    cost = AnalyticObjective(space).cost({"module": "bitfit", "bitfit.hp.learning_rate": 1e-2})
     for n in range(4):  # told without being asked: counts toward the batch all the same
-        a = {"module": ["bitfit", "ia3"][n % 2], "hp.learning_rate": 1e-3}
+        m = ["bitfit", "ia3"][n % 2]
+        a = {"module": m, f"{m}.hp.learning_rate": 1e-2}
         ctrl.tell(make_record(n, Proposal(a), float(n), cost))
     assert ctrl.updates == 1
     assert pol.head.weight[rows].equal(head) and pol.positions.weight[idx].equal(pos)
@@ -291,7 +292,7 @@ def test_lstm_inactive_decisions_get_no_gradient(space):
 
 def test_lstm_state_carries_weights_optimiser_and_generator(space):
     ctrl = make_controller("lstm", space, 5, batch_size=2)
-    _scripted(ctrl, lambda a: float(a["hp.learning_rate"] * 1000), 3, space)
+    _scripted(ctrl, lambda a: float(a[f"{a['module']}.hp.learning_rate"] * 1000), 3, space)
     own = json.loads(json.dumps(ctrl.state_dict()))["own"]
     assert {"policy", "optimizer", "generator", "baseline"} <= set(own)
     assert own["optimizer"]["state"], "Adam moments must be saved"

@@ -26,6 +26,11 @@ CONTROLLERS = {
     "nsga2": {"population_size": 6},
     "lstm": {"batch_size": 4, "hidden_size": 16},
     "pbt": {"population_size": 4, "rounds": 12},
+    # the standard recipes first, then the inner controller (autopeft.controllers.recipes)
+    "recipes+random": {"recipes": True},
+    "recipes+tpe": {"n_startup_trials": 6, "recipes": True},
+    "recipes+lstm": {"batch_size": 4, "hidden_size": 16, "recipes": True},
+    "recipes+pbt": {"population_size": 4, "rounds": 12, "recipes": True},
 }
 SPACES = ["default.yaml", "lora_only.yaml", "autopeft_paper.yaml"]
 
@@ -37,7 +42,8 @@ def space(request):
 
 def factory_for(name):
     def factory(space, seed, **overrides):
-        return make_controller(name, space, seed, **{**CONTROLLERS[name], **overrides})
+        return make_controller(name.split("+")[-1], space, seed,
+                               **{**CONTROLLERS[name], **overrides})
     return factory
 
 

@@ -23,15 +23,16 @@ def _trials(db, study):
         storage.close()
 
 
+@pytest.mark.parametrize("recipes", [True, False], ids=["recipes", "no-recipes"])
 @pytest.mark.parametrize("preset", PRESETS)
-def test_resumed_study_proposes_what_an_uninterrupted_one_does(preset, tmp_path, monkeypatch,
-                                                               capsys):
+def test_resumed_study_proposes_what_an_uninterrupted_one_does(preset, recipes, tmp_path,
+                                                               monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AUTOPEFT_FAKE", "{}")
     exp = tmp_path / "fake.yaml"
     exp.write_text(f"name: fake\nmodel: minilm\nevaluator: {FAKE}\n")
     common = ["--space", "lora_only.yaml", "--experiment", str(exp), "--controller", preset,
-              "--seed", "5", "--quiet"]
+              "--seed", "5", "--quiet"] + ([] if recipes else ["--no-recipes"])
     assert main(["search", *common, "--trials", "20", "--study", "whole"]) == 0
     assert main(["search", *common, "--trials", "12", "--study", "part"]) == 0
     assert main(["resume", "part", "--trials", "20", "--quiet"]) == 0
@@ -47,6 +48,10 @@ def test_resumed_study_proposes_what_an_uninterrupted_one_does(preset, tmp_path,
         return json.dumps([t.assignment, t.warm_start_from], sort_keys=True)
 
     assert [key(t) for t in part] == [key(t) for t in whole]
+    # lora_only.yaml expresses one recipe (LoRA r=8 on q,v): trial 0
+    assert [t.meta.get("recipe") for t in part[:2]] == (["lora_r8_qv", None] if recipes
+                                                       else [None, None])
     if preset == "pbt":  # members continue from checkpoints of finished trials
         warm = [t for t in part if t.warm_start_from is not None]
-        assert len(warm) == 12 and all(t.warm_start_from < t.number for t in warm)
+        assert len(warm) == (11 if recipes else 12)  # 8 members a round, after the recipe
+        assert all(t.warm_start_from < t.number for t in warm)

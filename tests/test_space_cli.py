@@ -20,8 +20,8 @@ def test_check_a_shipped_space_by_name(capsys, tmp_path, monkeypatch) -> None:
     assert main(["space", "check", "default.yaml", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "space default: valid" in out
-    assert "decisions: 13" in out
-    assert "cardinality: 305" in out
+    assert "decisions: 18" in out
+    assert "cardinality: 244" in out
     assert "bound to 6 layers, hidden 384" in out
     assert out.count("\n  1. ") == 1 and "  3. " in out
     assert list(tmp_path.iterdir()) == []

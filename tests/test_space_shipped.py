@@ -38,7 +38,13 @@ def test_default_space_is_small_and_offers_the_usual_methods() -> None:
     bound = load_space("default").bind(6, 384)
     assert set(bound.decision("module").choices) == {
         "lora", "adapter", "parallel_adapter", "prefix", "ia3", "bitfit"}
-    assert "hp.learning_rate" in bound.names
+    # each module type searches a learning-rate range of its own (measured to suit it)
+    for entry in bound.decision("module").choices:
+        lr = bound.decision(f"{entry}.hp.learning_rate")
+        assert lr.log and lr.parent == "module" and lr.parent_values == (entry,)
+    assert "hp.learning_rate" not in bound.names
+    ranges = {e: bound.decision(f"{e}.hp.learning_rate") for e in ("lora", "bitfit")}
+    assert ranges["bitfit"].low > 2.5e-4 and ranges["lora"].high < 1e-2  # the facts
     assert bound.cardinality()[0] < 10_000  # a short search covers it meaningfully
 
 
@@ -57,6 +63,8 @@ def test_paper_space_has_eleven_levels_with_off_and_one_shared_mask() -> None:
     assert cand.types == ("adapter", "prefix")
     assert all(m.layers == (0, 1, 2, 3, 4, 5) for m in cand.modules)
     assert cand.modules[0]["placement"] == "pfeiffer"
+    # each module trains at its own fixed rate (its own optimizer parameter group)
+    assert [m.hyper["learning_rate"] for m in cand.modules] == [4e-3, 1e-2]
 
 
 def test_lora_only_offers_data_free_inits() -> None:

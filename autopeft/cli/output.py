@@ -73,6 +73,7 @@ def trial_row(t: TrialRecord) -> dict[str, Any]:
         "error": t.error,
         "train_seconds": None if m is None else m.train_seconds,
         "warm_start_from": t.warm_start_from,
+        "recipe": (t.meta or {}).get("recipe"),  # a standard recipe (autopeft.recipes)
         "metrics": None if m is None else m.to_dict(),
     }
 
@@ -99,6 +100,8 @@ def leaderboard_lines(trials: list[TrialRecord], top: int | None = None) -> list
         rw = "-" if t.reward is None else f"{t.reward:.4f}"
         state = t.state.value + ("" if t.feasible in (None, True) else "*")
         summary = Candidate.from_dict(t.candidate).summary()
+        if (t.meta or {}).get("recipe"):
+            summary = f"[recipe {t.meta['recipe']}] {summary}"
         if t.state == TrialState.FAILED and t.error:
             summary += f"  [{t.error.strip().splitlines()[0][:80]}]"
         lines.append(f"{t.number:>4} {state:<11} {metric:>7} {pp:>8} {fp:>7} {rw:>8}  {summary}")

@@ -45,6 +45,9 @@ def register(sub) -> None:
                    help="study seed (default: the experiment's seed)")
     p.add_argument("--runs-dir", default="autopeft_runs", metavar="DIR",
                    help="where trial checkpoints go (default ./autopeft_runs)")
+    p.add_argument("--no-recipes", action="store_true",
+                   help="do not begin with the standard recipes the space can express "
+                        "(LoRA r=8, adapters, IA3, BitFit, prefix; autopeft.recipes)")
     _add_run_options(p)
     p.set_defaults(func=run_search)
 
@@ -66,7 +69,9 @@ def run_search(args: argparse.Namespace) -> int:
     # opened: a refused search writes nothing, not even an empty database file
     plan = plan_study(args.study, space=args.space, experiment=args.experiment,
                       controller=args.controller, seed=args.seed, n_trials=args.trials,
-                      runs_dir=args.runs_dir)
+                      runs_dir=args.runs_dir, recipes=not args.no_recipes)
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)  # skipped recipes, a budget below them
     storage = open_storage(args.storage)
     name = create_study(storage, plan=plan)
     print(f"study {name}: {plan.n_trials} trials, controller {args.controller}, "

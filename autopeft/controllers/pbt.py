@@ -57,7 +57,7 @@ class PBTController(Controller):
         "rounds": Setting(10, "int", "rounds (trials per member); then ask -> None", low=1),
         "quantile": Setting(0.25, "float", "fraction that exploits / is exploited",
                             low=0.0, high=0.5),
-        "explore": Setting(["hp.learning_rate", "*.alpha", "*.dropout"], "str_list",
+        "explore": Setting(["*hp.learning_rate", "*.alpha", "*.dropout"], "str_list",
                            "decisions perturbed on exploit (fnmatch patterns)"),
         "perturb_factors": Setting([0.8, 1.2], "float_list", "multipliers for explore"),
         "resample_probability": Setting(0.25, "float", "resample instead of perturb",

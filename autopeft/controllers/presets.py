@@ -132,9 +132,11 @@ def load_preset(name_or_path: str) -> Preset:
         raise yamlio.add_line(exc, str(path), lines) from None
 
 
-def make_controller(name_or_preset: str | Preset, space: Any, seed: int,
-                    **overrides: Any) -> Controller:
-    """Build a controller from a preset (name, file or Preset); overrides win over settings."""
+def make_controller(name_or_preset: str | Preset, space: Any, seed: int, *,
+                    recipes: bool = False, **overrides: Any) -> Controller:
+    """Build a controller from a preset (name, file or Preset); overrides win over settings.
+    recipes=True: propose the standard recipes first (autopeft.controllers.recipes; the
+    wrapped controller's settings then carry recipes=True, so a resume wraps it again)."""
     preset = name_or_preset if isinstance(name_or_preset, Preset) else load_preset(name_or_preset)
     settings = {**preset.settings, **overrides}
     try:
@@ -144,4 +146,8 @@ def make_controller(name_or_preset: str | Preset, space: Any, seed: int,
             raise
         raise _relocate(exc, preset.source, "settings") from None
     controller.preset = preset  # the study reads preset.pruner (autopeft.pruners.make_pruner)
+    if recipes:
+        from autopeft.controllers.recipes import RecipesFirst
+
+        controller = RecipesFirst(controller)
     return controller

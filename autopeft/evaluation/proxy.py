@@ -35,6 +35,7 @@ from autopeft.config import ExperimentConfig, TrainingConfig
 from autopeft.evaluation.base import Evaluator, Reporter
 from autopeft.exceptions import (CandidateError, ConfigError, FatalError,
                                  MissingDependencyError, TrialFailedError)
+from autopeft.methods.groups import param_groups
 from autopeft.records import Cost, EvalRequest, Metrics
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ class ProxyEvaluator(Evaluator):
         loop = _Loop(torch, model, enc, s.device, cfg, train_cfg, settings,
                      use_token_types=_takes_token_types(s.base.model),
                      start_step=request.start_step)
+        loop.groups = param_groups(built, settings)  # one per module with its own learning rate
         try:
             result = loop.run(train_idx, val_idx, request, reporter)
             test_metric = None
@@ -277,12 +279,8 @@ class _Loop:
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         if not params:
             raise TrialFailedError("the built model has no trainable parameters")
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
         lr = self.settings["learning_rate"]
-        opt = torch.optim.AdamW([
-            {"params": decay, "weight_decay": self.settings["weight_decay"]},
-            {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+        opt = torch.optim.AdamW(self.groups, lr=lr)  # autopeft.methods.groups
         total = self.total_steps(len(train_idx))
         warmup = int(round(self.settings["warmup_ratio"] * total))
 
@@ -305,7 +303,7 @@ class _Loop:
                                                    self.settings["batch_size"],
                                                    generator=order, device=self.device):
                     for group in opt.param_groups:
-                        group["lr"] = lr_at(self.step)
+                        group["lr"] = lr_at(self.step) * group["lr_scale"]
                     logits = self._forward(batch)
                     loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
                     value = float(loss.detach())

@@ -90,4 +90,4 @@ class Built:
 
 def _modules_key(c: Candidate) -> str:
     """Architecture identity: the modules, not the training hyperparameters."""
-    return Candidate(c.modules, {}, c.num_layers).key()
+    return c.architecture_key()  # also drops a module's own learning rate (recipes branch)

@@ -17,15 +17,25 @@ A space file::
         targets: [[q, v], [q, k, v, o]]
         layers: {choices: [all, {last: 3}, mask]}
       big_lora: {type: lora, rank: 64, required: true}   # (required needs select: any)
+      bitfit:
+        hyperparameters:      # the entry's own: <entry>.hp.<name>, active when it is
+          learning_rate: {low: 3.0e-3, high: 3.0e-2, log: true}   # chosen / on
     hyperparameters:          # optional: hp.<name> decisions beside the modules
       learning_rate: {low: 1.0e-4, high: 3.0e-3, log: true, levels: 8}
+
+An entry's own `hyperparameters:` (same forms as the top-level ones) replace the top-level
+ones when the entry is chosen (select: one: any of them; `hp.<name>` is then active only
+for entries without their own, and a top-level one every entry replaces is an error).
+With select: any only learning_rate and weight_decay may be set per entry: the module
+trains in its own optimizer parameter group (autopeft.methods.groups); the classifier
+head and modules without their own use the top-level values.
 
 Module types, their parameters, defaults and allowed values come from
 autopeft.moduletypes: lora, adapter (serial bottleneck; placement pfeiffer or houlsby),
 parallel_adapter, prefix, prompt, ia3, bitfit, and the combinations unipelt and mam. To mix
 modules (the AutoPEFT paper's serial + parallel adapter + prefix) use `select: any`.
 An entry's keys are `type`, `required` (select: any only: always on, no `.on` decision),
-`layers` (not for prompt) and the type's parameters. A parameter left out takes the
+`layers` (not for prompt), `hyperparameters` and the type's parameters. A parameter left out takes the
 type's default: fixed, no decision. Unknown keys are errors.
 
 Parameter forms
@@ -83,7 +93,7 @@ Decisions, in their fixed order
 2. for each entry in file order: `<entry>.on` (select: any, not required), then its
    searched parameters `<entry>.<param>` in the type's parameter order (see
    autopeft.moduletypes), then `<entry>.layers`, `<entry>.layers.mask.<i>` /
-   `<entry>.layers.group.<g>`;
+   `<entry>.layers.group.<g>`, then its own `<entry>.hp.<name>`;
 3. the shared layer decisions `shared.layers`, `shared.layers.mask.<i>`, ...;
 4. `hp.<name>` in file order.
 An entry's decisions are active only when the entry is selected (`module` = entry) or on.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -13,7 +13,10 @@ from autopeft.exceptions import SpaceError
 from autopeft.space.decision import Decision, plain, same_key
 from autopeft.space.errors import did_you_mean, show
 from autopeft.space.layers import BoundLayers, bind_layers
-from autopeft.space.space import HIDDEN_BOUNDED, SCALED_INITS, SearchSpace
+from autopeft.space.params import HIDDEN_BOUNDED, SCALED_INITS
+
+if TYPE_CHECKING:  # space.py imports this module (SearchSpace.bind); never the reverse
+    from autopeft.space.space import SearchSpace
 
 
 class BoundSpace:
@@ -22,11 +25,17 @@ class BoundSpace:
     Decision order (fixed; the flat encoding follows it): `module` (select: one with two
     or more entries); then per entry in file order: `<entry>.on` (select: any, unless
     required), its searched parameters in the module type's parameter order, its layer
-    decisions (`<entry>.layers`, then `.layers.mask.<i>` / `.layers.group.<g>`); then the
-    shared-layer decisions (`shared.layers...`); then `hp.<name>` in file order.
+    decisions (`<entry>.layers`, then `.layers.mask.<i>` / `.layers.group.<g>`), its own
+    hyperparameters `<entry>.hp.<name>`; then the shared-layer decisions
+    (`shared.layers...`); then `hp.<name>` in file order.
+
+    An entry's own hyperparameter is active when the entry is. With select: one it
+    replaces the top-level one, so `hp.<name>` is active only when an entry without its
+    own is chosen (parent `module`); with select: any the top-level one stays active: it
+    trains the classifier head and the modules without their own.
     """
 
-    def __init__(self, space: SearchSpace, num_layers: int, hidden_size: int | None = None):
+    def __init__(self, space: "SearchSpace", num_layers: int, hidden_size: int | None = None):
         where = space.where
         if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) \
                 or num_layers < 1:
@@ -74,12 +83,20 @@ class BoundSpace:
                 bl = bind_layers(e.layers, e.name, self.num_layers, where)
                 self._layers[e.name] = bl
                 decisions.extend(bl.decisions(*gate))
+            decisions.extend(p.decision(f"{e.name}.hp.{p.name}", *gate)
+                             for p in e.hyper if p.searched)
         self._shared: BoundLayers | None = None
         if space.shared_layers is not None:
             self._shared = bind_layers(space.shared_layers, "shared", self.num_layers, where)
             decisions.extend(self._shared.decisions(None, ()))
         for p in space.hyperparameters:
-            if p.searched:
+            if not p.searched:
+                continue
+            users = tuple(e.name for e in space.entries
+                          if p.name not in {h.name for h in e.hyper})
+            if multi and len(users) < len(space.entries):  # (none: a SearchSpace error)
+                decisions.append(p.decision(f"hp.{p.name}", "module", users))
+            else:
                 decisions.append(p.decision(f"hp.{p.name}", None, ()))
         self.decisions: tuple[Decision, ...] = tuple(decisions)
         self._by_name = {d.name: d for d in self.decisions}
@@ -208,10 +225,15 @@ class BoundSpace:
         parameter of 0 or an empty layer set drops the module."""
         self.validate(assignment)
         modules = []
+        chosen_hyper: dict[str, Any] = {}  # select: one: the chosen entry's own values
         for e in self.space.entries:
             gate, values = self._gates[e.name]
             if gate is not None and same_key(assignment[gate]) not in {same_key(v) for v in values}:
                 continue
+            own = {p.name: self._value(f"{e.name}.hp.{p.name}", p, assignment)
+                   for p in e.hyper}
+            if self.space.select == "one":
+                chosen_hyper, own = own, {}
             params: dict[str, Any] = {}
             for p in e.params:
                 key = f"{e.name}.{p.name}"
@@ -230,13 +252,17 @@ class BoundSpace:
                 layers = bound.pick(assignment)
                 if not layers:
                     continue
-            modules.append(ModuleConfig(e.type, params, layers))
-        hyper = {}
-        for p in self.space.hyperparameters:
-            key = f"hp.{p.name}"
-            hyper[p.name] = self._by_name[key].canonical_value(assignment[key]) \
-                if p.searched else copy.deepcopy(p.value)
+            modules.append(ModuleConfig(e.type, params, layers, own))
+        hyper = {p.name: self._value(f"hp.{p.name}", p, assignment)
+                 for p in self.space.hyperparameters if p.name not in chosen_hyper}
+        hyper.update(chosen_hyper)
         return Candidate(tuple(modules), hyper, self.num_layers)
+
+    def _value(self, key: str, p: Any, assignment: Mapping[str, Any]) -> Any:
+        """A hyperparameter's value: its decision's, or the fixed one."""
+        if p.searched:
+            return self._by_name[key].canonical_value(assignment[key])
+        return copy.deepcopy(p.value)
 
     # ----------------------------------------------------------------- size
     def cardinality(self) -> tuple[int | None, float]:

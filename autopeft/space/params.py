@@ -25,6 +25,10 @@ from autopeft.space.decision import DEFAULT_LEVELS, Decision, same_key
 from autopeft.space.errors import Where, did_you_mean, join, show, type_name
 
 RANGE_KEYS = ("low", "high", "log", "step", "levels")
+# inits that use init_scale (see autopeft.moduletypes.INITS); the others ignore it
+SCALED_INITS = ("zero", "xavier", "kaiming", "gaussian")
+# parameters bounded by the model's hidden size when bind() is given one
+HIDDEN_BOUNDED = ("rank", "size")
 
 
 @dataclass(frozen=True)

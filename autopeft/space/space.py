@@ -8,15 +8,15 @@ import logging
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from autopeft.candidate import MODULE_HYPER
 from autopeft.moduletypes import HYPERPARAMETERS, MODULE_TYPES, ModuleType
+from autopeft.space.bound import BoundSpace
 from autopeft.space.errors import Where, did_you_mean, join, show, type_name
 from autopeft.space.layers import ALL, LayerSpec, parse_layers
-from autopeft.space.params import ParamDef, default_param, parse_param
-
-if TYPE_CHECKING:
-    from autopeft.space.bound import BoundSpace
+from autopeft.space.params import (HIDDEN_BOUNDED, SCALED_INITS, ParamDef, default_param,
+                                   parse_param)
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +24,9 @@ FORMAT_VERSION = 1
 TOP_KEYS = ("space", "version", "description", "select", "shared_layers", "modules",
             "hyperparameters")
 SELECT_MODES = ("one", "any")
-ENTRY_KEYS = ("type", "required", "layers")
+ENTRY_KEYS = ("type", "required", "layers", "hyperparameters")
 RESERVED_NAMES = ("module", "shared", "hp")
-# inits that use init_scale (see autopeft.moduletypes.INITS); the others ignore it
-SCALED_INITS = ("zero", "xavier", "kaiming", "gaussian")
-# parameters bounded by the model's hidden size when bind() is given one
-HIDDEN_BOUNDED = ("rank", "size")
+__all__ = ["HIDDEN_BOUNDED", "SCALED_INITS", "Entry", "SearchSpace"]  # the first two: old home
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SPACE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -44,15 +41,21 @@ class Entry:
     params: tuple[ParamDef, ...]      # every parameter of the type, in the type's order
     layers: LayerSpec | None          # None for types without layers (prompt)
     path: str
+    # the entry's own training hyperparameters (`hyperparameters:` in the entry), which
+    # replace the top-level ones when the entry is chosen / on (see BoundSpace)
+    hyper: tuple[ParamDef, ...] = ()
 
     @property
     def module_type(self) -> ModuleType:
         return MODULE_TYPES[self.type]
 
     def canonical(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "required": self.required,
-                "layers": None if self.layers is None else self.layers.canonical(),
-                "params": {p.name: p.canonical() for p in self.params}}
+        out = {"name": self.name, "type": self.type, "required": self.required,
+               "layers": None if self.layers is None else self.layers.canonical(),
+               "params": {p.name: p.canonical() for p in self.params}}
+        if self.hyper:  # only when given, so spaces without them keep their fingerprint
+            out["hyperparameters"] = [{"name": p.name, **p.canonical()} for p in self.hyper]
+        return out
 
 
 class SearchSpace:
@@ -137,13 +140,9 @@ class SearchSpace:
                               f"{show(hps)}", hps, fix="write e.g. hyperparameters: "
                                                       "{learning_rate: {low: 1.0e-4, high: "
                                                       "1.0e-2, log: true}}")
-        hyper = []
-        for hp, raw in hps.items():
-            path = join("hyperparameters", hp)
-            if hp not in HYPERPARAMETERS:
-                raise where.error(path, f"unknown hyperparameter {hp!r}", hp,
-                                  fix=did_you_mean(hp, HYPERPARAMETERS))
-            hyper.append(parse_param(HYPERPARAMETERS[hp], raw, path, where))
+        hyper = _parse_hyper(hps, "hyperparameters", where, HYPERPARAMETERS)
+        _check_overridden(hyper, entries, select, where)
+        _check_groups(entries, select, where)
         space = cls(name=name, select=select, entries=entries, hyperparameters=tuple(hyper),
                     shared_layers=shared, description=description, version=version,
                     where=where)
@@ -171,11 +170,9 @@ class SearchSpace:
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def bind(self, num_layers: int, hidden_size: int | None = None) -> "BoundSpace":
+    def bind(self, num_layers: int, hidden_size: int | None = None) -> BoundSpace:
         """The space on a model with `num_layers` layers (and `hidden_size`, to check ranks
         and sizes). SpaceError if the space cannot fit that model."""
-        from autopeft.space.bound import BoundSpace
-
         return BoundSpace(self, num_layers, hidden_size)
 
 
@@ -206,6 +203,11 @@ def _parse_entry(name: Any, raw: Any, select: str, where: Where) -> Entry:
             if key == "layers":
                 raise where.error(join(path, key), f"{typ} modules have no insertion layers",
                                   raw[key], fix="remove `layers:` from this entry")
+            if key in HYPERPARAMETERS:
+                raise where.error(join(path, str(key)), f"{key} is a training hyperparameter, "
+                                  f"not a parameter of {typ}", key,
+                                  fix=f"write it under the entry's hyperparameters: "
+                                      f"{{{key}: ...}}")
             raise where.error(join(path, str(key)), f"{typ} has no parameter {key!r}", key,
                               fix=did_you_mean(key, allowed))
     required = raw.get("required", False)
@@ -229,7 +231,71 @@ def _parse_entry(name: Any, raw: Any, select: str, where: Where) -> Entry:
     if mtype.layered:
         layers = parse_layers(raw["layers"], join(path, "layers"), where, allow_shared=True) \
             if "layers" in raw else LayerSpec(ALL.forms, path=join(path, "layers"))
-    return Entry(name, typ, required, tuple(params), layers, path)
+    own = _entry_hyper(raw.get("hyperparameters"), join(path, "hyperparameters"), select,
+                       where)
+    return Entry(name, typ, required, tuple(params), layers, path, own)
+
+
+def _parse_hyper(raw: Any, path: str, where: Where, allowed: dict) -> tuple[ParamDef, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise where.error(path, f"hyperparameters must be a mapping, got {show(raw)}", raw,
+                          fix="write e.g. hyperparameters: {learning_rate: {low: 1.0e-4, "
+                              "high: 1.0e-2, log: true}}")
+    out = []
+    for hp, value in raw.items():
+        at = join(path, str(hp))
+        if hp not in allowed:
+            if hp in HYPERPARAMETERS:  # known, but not per module in a mixture
+                raise where.error(at, f"{hp} cannot differ between the modules of one "
+                                  "candidate (select: any mixes them into one training "
+                                  "run; only " + ", ".join(allowed) + " have one optimizer "
+                                  "parameter group per module)", hp,
+                                  fix="move it to the top-level hyperparameters")
+            raise where.error(at, f"unknown hyperparameter {hp!r}", hp,
+                              fix=did_you_mean(hp, allowed))
+        out.append(parse_param(allowed[hp], value, at, where))
+    return tuple(out)
+
+
+def _entry_hyper(raw: Any, path: str, select: str, where: Where) -> tuple[ParamDef, ...]:
+    """An entry's own hyperparameters. With select: one the chosen entry's values are the
+    candidate's; with select: any each module gets its own optimizer parameter group, so
+    only what a parameter group can have of its own (MODULE_HYPER) is allowed."""
+    allowed = HYPERPARAMETERS if select == "one" else \
+        {k: HYPERPARAMETERS[k] for k in MODULE_HYPER}
+    return _parse_hyper(raw, path, where, allowed)
+
+
+def _check_overridden(hyper: tuple[ParamDef, ...], entries: tuple[Entry, ...], select: str,
+                      where: Where) -> None:
+    """select: one: a top-level hyperparameter that every entry replaces is never used
+    (with select: any it still trains the classifier head and the modules without one)."""
+    if select != "one":
+        return
+    for p in hyper:
+        if all(p.name in {h.name for h in e.hyper} for e in entries):
+            raise where.error(p.path, f"hyperparameters.{p.name} is never used: every entry "
+                              f"({', '.join(e.name for e in entries)}) sets its own",
+                              p.canonical(),
+                              fix=f"remove hyperparameters.{p.name}, or let an entry use it "
+                                  f"by dropping {p.name} from that entry's hyperparameters")
+
+
+def _check_groups(entries: tuple[Entry, ...], select: str, where: Where) -> None:
+    """select: any: a module's own parameter group is found by its type (see
+    autopeft.methods.groups), so two entries of one type cannot each have their own."""
+    if select != "any":
+        return
+    for e in entries:
+        twin = next((o for o in entries if o is not e and o.type == e.type), None)
+        if e.hyper and twin is not None:
+            raise where.error(join(e.path, "hyperparameters"), f"entries {e.name!r} and "
+                              f"{twin.name!r} are both {e.type}: their weights cannot be told "
+                              "apart in the optimizer, so neither can have hyperparameters "
+                              "of its own", e.name,
+                              fix="use the top-level hyperparameters for them")
 
 
 def _check_init_scale(params: list[ParamDef], typ: str, where: Where) -> None:

@@ -49,6 +49,7 @@ class StudyPlan:
     seed: int
     n_trials: int
     runs_dir: str
+    notes: tuple[str, ...] = ()        # e.g. recipes the space cannot express
 
     @property
     def model(self) -> str:
@@ -57,7 +58,8 @@ class StudyPlan:
 
 def plan_study(name: str | None, *, space: Any, experiment: Any, controller: Any = "random",
                seed: int | None = None, n_trials: int,
-               runs_dir: str | Path = DEFAULT_RUNS_DIR, check_data: bool = True) -> StudyPlan:
+               runs_dir: str | Path = DEFAULT_RUNS_DIR, check_data: bool = True,
+               recipes: bool = True) -> StudyPlan:
     """Check every input of a new study; nothing is written.
 
     space: a SearchSpace loaded from a file, or a space file path / shipped name.
@@ -67,6 +69,9 @@ def plan_study(name: str | None, *, space: Any, experiment: Any, controller: Any
     drives everything. It is written into the stored experiment (`seed`), so the model
     head's initialisation (ExperimentConfig.seed) uses it, the controller is seeded with
     it, and trial k trains with trial_seed(seed, k).
+    recipes: begin with the standard recipes the space can express
+    (autopeft.controllers.recipes); stored in the controller settings, so a resume
+    wraps the controller again. Recipes the space cannot express are listed in `notes`.
     check_data: read the dataset and make the splits now, so a missing column, a single
     class, empty texts or too few examples are an ExperimentError (exit 3) up front.
     """
@@ -89,7 +94,8 @@ def plan_study(name: str | None, *, space: Any, experiment: Any, controller: Any
     info = model_info(cfg.model)
     bound = space.bind(num_layers=info.num_layers, hidden_size=info.hidden_size)
     preset = controller if isinstance(controller, Preset) else load_preset(str(controller))
-    ctrl = make_controller(preset, bound, seed=seed)  # validates the settings
+    ctrl = make_controller(preset, bound, seed=seed, recipes=recipes)  # validates settings
+    notes = tuple(ctrl.notes(n_trials)) if hasattr(ctrl, "notes") else ()
     ref = preset.name if isinstance(controller, Preset) else str(controller)
     if Path(ref).is_file():  # a preset given as a file: shown by its absolute path
         ref = str(Path(ref).resolve())
@@ -104,7 +110,7 @@ def plan_study(name: str | None, *, space: Any, experiment: Any, controller: Any
         n_decisions=len(bound.decisions), experiment=cfg.to_dict(), preset=preset,
         controller_ref=ref,
         controller_settings=dict(ctrl.settings), seed=seed, n_trials=n_trials,
-        runs_dir=str(Path(runs_dir).resolve()))
+        runs_dir=str(Path(runs_dir).resolve()), notes=notes)
 
 
 def create_study(storage: Any, name: str | None = None, *, plan: StudyPlan | None = None,
