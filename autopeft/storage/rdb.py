@@ -105,7 +105,8 @@ class Storage:
                 session.commit()
         except sa.exc.SQLAlchemyError as exc:
             self._rollback(session)
-            raise StorageError(describe_error(exc, self.url, action)) from exc
+            raise StorageError(describe_error(exc, self.url, action,
+                                              self._engine.url.password)) from exc
         except BaseException:  # our own errors, KeyboardInterrupt...: undo, then re-raise
             self._rollback(session)
             raise

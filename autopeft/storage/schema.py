@@ -130,7 +130,8 @@ def read_state(engine: Engine, where: str) -> SchemaState:
         with engine.connect() as connection:
             return schema_state(connection)
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(describe_error(exc, where, "read the schema version")) from exc
+        raise StorageError(describe_error(exc, where, "read the schema version",
+                                          engine.url.password)) from exc
 
 
 def upgrade(engine: Engine, where: str) -> tuple[str | None, str]:
@@ -152,6 +153,7 @@ def upgrade(engine: Engine, where: str) -> tuple[str | None, str]:
             with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
                 command.upgrade(alembic_config(connection), "head")
         except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(describe_error(exc, where, "upgrade the schema")) from exc
+            raise StorageError(describe_error(exc, where, "upgrade the schema",
+                                              engine.url.password)) from exc
     logger.info("upgraded %s from schema revision %s to %s", where, before.current, before.head)
     return before.current, before.head
