@@ -102,11 +102,12 @@ def ensure_schema(engine: Engine, where: str) -> SchemaState:
                 raise
             logger.info("another process created the schema in %s at the same moment", where)
         return read_state(engine, where)
-    _check_usable(state, where)
+    check_usable(state, where)
     return state
 
 
-def _check_usable(state: SchemaState, where: str) -> None:
+def check_usable(state: SchemaState, where: str) -> None:
+    """Refuse a schema this autopeft cannot use (no version, older, newer)."""
     if state.at_head:
         return
     if state.current is None:
@@ -144,9 +145,9 @@ def upgrade(engine: Engine, where: str) -> tuple[str | None, str]:
     with _MIGRATION_LOCK:
         before = read_state(engine, where)
         if before.unknown:
-            _check_usable(before, where)  # raises: never "upgrade" a newer schema
+            check_usable(before, where)  # raises: never "upgrade" a newer schema
         if before.current is None and before.has_tables:
-            _check_usable(before, where)  # raises: tables we did not version
+            check_usable(before, where)  # raises: tables we did not version
         if before.at_head:
             return before.current, before.head
         try:
