@@ -7,7 +7,7 @@ trials: the base model and the tokenised data are loaded once, never per trial.
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from autopeft.records import Cost, EvalRequest, Metrics
 
@@ -50,19 +50,29 @@ class Evaluator(abc.ABC):
         """Release memory; called when the worker shuts down."""
 
 
-def make_evaluator(experiment: Mapping[str, Any]) -> Evaluator:
+def make_evaluator(experiment: Mapping[str, Any],
+                   factory: Callable[[Mapping[str, Any]], Evaluator] | None = None) -> Evaluator:
     """The evaluator for an experiment dict (ExperimentConfig.to_dict()).
 
-    The experiment may name a custom evaluator with `evaluator: "module:factory"`
-    (tests use analytic fakes this way); the default is the proxy-task trainer.
+    `factory` (experiment -> Evaluator) is how tests and library users bring their own
+    evaluator; it is passed from Python only. The default is the proxy-task trainer. An
+    experiment that names code to import (`evaluator: module:factory`, from a file or a
+    stored study) is refused: nothing is imported because data says so.
     """
-    import importlib
-
-    target = experiment.get("evaluator")
-    if target:
-        module_name, _, attr = str(target).partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
+    if factory is not None:
         return factory(experiment)
+    check_no_code_reference(experiment)
     from autopeft.evaluation.proxy import ProxyEvaluator  # heavy: torch, transformers
 
     return ProxyEvaluator(experiment)
+
+
+def check_no_code_reference(experiment: Mapping[str, Any]) -> None:
+    """Refuse an experiment that names an evaluator to import (older autopeft stored one)."""
+    from autopeft.config import check_no_code_hooks
+    from autopeft.exceptions import ExperimentError, FatalError
+
+    try:
+        check_no_code_hooks(experiment)
+    except ExperimentError as exc:  # in a worker: the setup is broken, stop the search
+        raise FatalError(str(exc)) from None
