@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from autopeft.exceptions import FatalError, SpaceDriftError
+from autopeft.names import study_dir
 from autopeft.records import EvalRequest, Metrics, Proposal, TrialRecord, TrialState
 
 logger = logging.getLogger(__name__)
@@ -68,10 +69,12 @@ class StudyContext:
 
 def load_context(storage: Any, name: str, *, check_space_file: bool = True) -> StudyContext:
     """Rebuild a stored study's bound space and config; refuse a changed space file."""
+    from autopeft.config import check_no_code_hooks
     from autopeft.models import model_info
     from autopeft.space import load_space, parse_space
 
     info = storage.get_study(name)
+    check_no_code_hooks(info.experiment, f"<study {name}>")  # nothing imported from a row
     space = parse_space(info.space_text, info.space_source or f"<study {name}>")
     if check_space_file and info.space_source and Path(info.space_source).is_file():
         current = load_space(info.space_source)
@@ -88,7 +91,7 @@ def load_context(storage: Any, name: str, *, check_space_file: bool = True) -> S
     attrs = storage.get_study_attrs(name)
     return StudyContext(name=name, space=bound, experiment=experiment, seed=int(info.seed),
                         n_trials=int(info.n_trials),
-                        runs_dir=Path(attrs.get("runs_dir", DEFAULT_RUNS_DIR)) / name)
+                        runs_dir=study_dir(attrs.get("runs_dir", DEFAULT_RUNS_DIR), name))
 
 
 def score(metrics: Metrics, experiment: Mapping[str, Any]) -> tuple[float, bool, list[str]]:
@@ -217,13 +220,13 @@ class StudyRunner:
             reward, feasible, reasons = score(m, self.ctx.experiment)
             state = TrialState.PRUNED if m.pruned else TrialState.COMPLETE
             self.storage.finish_trial(name, record.number, state, m, reward, feasible,
-                                      "; ".join(reasons) or None)
+                                      "; ".join(reasons) or None, worker=outcome.worker)
             if m.checkpoint:
                 self.storage.add_artifact(name, record.number, "checkpoint", m.checkpoint)
             self._consecutive_failures = 0
         else:
             self.storage.finish_trial(name, record.number, TrialState.FAILED, None, None,
-                                      None, outcome.error)
+                                      None, outcome.error, worker=outcome.worker)
             self._consecutive_failures += 1
         finished = self.storage.get_trial(name, record.number)
         self.controller.tell(finished)
