@@ -1,7 +1,8 @@
 """Fake evaluators and a scripted pruner for testing executors (serial and Ray).
 
-Select one with `experiment["evaluator"] = "autopeft.testing.ray_fakes:<factory>"` and
-tune it with `experiment["fake"]`, a dict of:
+Inject one from Python (`RayExecutor(..., evaluator_factory=ray_fakes.<factory>)`,
+`autopeft.cli.main(argv, evaluator_factory=...)`, or `python -m autopeft.testing.fake_cli
+<factory> ...`) and tune it with `experiment["fake"]` (the executor's experiment), a dict of:
 
     sleep        seconds one trial takes, spread over its steps (default 0.0)
     steps        intermediate reports per trial (default 4)

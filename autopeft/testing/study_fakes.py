@@ -1,6 +1,7 @@
 """Fast, deterministic evaluators for testing the study loop without training.
 
-Selected in an experiment YAML with `evaluator: autopeft.testing.study_fakes:<factory>`.
+Injected from Python: `autopeft.cli.main(argv, evaluator_factory=study_fakes.analytic)`,
+or `python -m autopeft.testing.fake_cli analytic ...` for a separate driver process.
 The metric is an analytic function of the candidate (so controllers have something to
 learn), intermediate reports follow a saturating curve, and the cost is the analytic
 parameter count from autopeft.cost when available.
