@@ -59,7 +59,7 @@ def run_export(args: argparse.Namespace) -> int:
     from autopeft.storage import open_storage
 
     out = check_out_dir(args.out)
-    storage = open_storage(args.storage, create=False)
+    storage = open_storage(args.storage, create=False, study=args.name)
     info, ranked = rank_trials(storage, args.name, lam=args.lam, max_params=args.max_params)
     feasible = [r for r in ranked if r[2]]
     if not feasible:
@@ -88,7 +88,7 @@ def run_report(args: argparse.Namespace) -> int:
     from autopeft.report import write_report
     from autopeft.storage import open_storage
 
-    storage = open_storage(args.storage, create=False)
+    storage = open_storage(args.storage, create=False, study=args.name)
     info = storage.get_study(args.name)
     paths = write_report(storage.get_trials(args.name), args.out, title=f"autopeft study {info.name}")
     for p in paths:
@@ -100,7 +100,7 @@ def run_finalize(args: argparse.Namespace) -> int:
     from autopeft.finalize import finalize_study
     from autopeft.storage import open_storage
 
-    storage = open_storage(args.storage, create=False)
+    storage = open_storage(args.storage, create=False, study=args.name)
     result = finalize_study(storage, args.name, top_k=args.top_k, out_dir=args.out,
                             log=lambda s: print(s, file=sys.stderr))
     for row in result["candidates"]:

@@ -55,7 +55,7 @@ def run_ls(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from autopeft.storage import open_storage
 
-    storage = open_storage(args.storage, create=False)
+    storage = open_storage(args.storage, create=False, study=args.name)
     info = storage.get_study(args.name)
     trials = storage.get_trials(args.name)
     if args.json:

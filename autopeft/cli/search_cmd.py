@@ -104,7 +104,8 @@ def run_search(args: argparse.Namespace) -> int:
 def run_resume(args: argparse.Namespace) -> int:
     from autopeft.storage import open_storage
 
-    storage = open_storage(args.storage, create=False)  # resume never creates a database
+    # resume never creates a database
+    storage = open_storage(args.storage, create=False, study=args.name)
     info = storage.get_study(args.name)  # StudyNotFoundError lists the known ones
     if args.trials is not None:
         args_.check_trial_budget(args.name, args.trials, info.n_finished)
