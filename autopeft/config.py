@@ -124,10 +124,6 @@ class ExperimentConfig:
     reward: RewardConfig = _f(RewardConfig, "section")
     constraints: ConstraintsConfig = _f(ConstraintsConfig, "section")
     resources: ResourcesConfig = _f(ResourcesConfig, "section")
-    evaluator: str | None = _f(None, "str", "custom evaluator factory 'module:factory'",
-                               nullable=True)
-    fake: Any = _f(None, "mapping", "free-form options for a custom evaluator (the fakes "
-                   "in autopeft.testing read them); only with `evaluator`", nullable=True)
     fidelity: str = _f("proxy", "str", "which training section a trial uses: proxy "
                        "(search) or full (finalize)", choices=FIDELITIES)
     source: str | None = field(default=None, compare=False, metadata={"kind": "internal"})
@@ -169,6 +165,32 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
+# Keys older autopeft versions accepted and stored with every study (as null unless set).
+# `evaluator: module:factory` made autopeft import and call whatever module a file or a
+# database row named; evaluators now come from Python only (an evaluator_factory).
+_REMOVED_HOOKS = ("evaluator", "fake")
+
+
+def _without_removed_hooks(data: Mapping[str, Any], file: str | None) -> Mapping[str, Any]:
+    for key in _REMOVED_HOOKS:
+        if data.get(key) is not None:
+            raise ExperimentError(
+                f"`{key}` is no longer an experiment setting: autopeft does not import code "
+                f"that an experiment file or a stored study names", file=file, path=key,
+                value=data[key],
+                fix="remove it; to use your own evaluator, pass it from Python "
+                    "(autopeft.cli.main(argv, evaluator_factory=...), or evaluator_factory= "
+                    "of SerialExecutor / RayExecutor)")
+    if any(key in data for key in _REMOVED_HOOKS):  # stored as null by older versions
+        data = {k: v for k, v in data.items() if k not in _REMOVED_HOOKS}
+    return data
+
+
+def check_no_code_hooks(experiment: Mapping[str, Any], where: str | None = None) -> None:
+    """Refuse an experiment (e.g. a stored study's) that names code to import."""
+    _without_removed_hooks(experiment, where)
+
+
 def _where(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -179,6 +201,8 @@ def _build(cls: type, data: Any, file: str | None, path: str, base: Path | None)
                               path=path or "<top>", value=data,
                               fix="write this section as `key: value` lines")
     by_key = {_yaml_key(f): f for f in fields(cls) if f.metadata.get("kind") != "internal"}
+    if cls is ExperimentConfig:
+        data = _without_removed_hooks(data, file)
     unknown = [k for k in data if k not in by_key]
     if unknown and not (cls is ExperimentConfig and set(unknown) <= {"source"}):
         k = unknown[0]
@@ -315,16 +339,6 @@ def _check(cfg: ExperimentConfig, file: str | None) -> None:
                               path="data.source", value=d.source,
                               fix="use one of: " + ", ".join(
                                   "builtin:" + n for n in BUILTIN_DATASETS))
-    if cfg.fake is not None and cfg.evaluator is None:
-        raise ExperimentError("options for a custom evaluator, but no evaluator is set",
-                              file=file, path="fake", value=cfg.fake,
-                              fix="remove `fake`, or set `evaluator: module:factory`")
-    if cfg.evaluator is not None:
-        mod, sep, attr = cfg.evaluator.partition(":")
-        if not (sep and mod and attr):
-            raise ExperimentError("expected 'module:factory'", file=file, path="evaluator",
-                                  value=cfg.evaluator,
-                                  fix="e.g. evaluator: autopeft.testing.fakes:make")
 
 
 # Built-in datasets: name -> (columns they provide).  autopeft.taskdata reads them.

@@ -12,6 +12,14 @@ class AutoPeftError(Exception):
     exit_code = 1
 
 
+class UsageError(AutoPeftError):
+    """The command line itself is wrong (a bad flag value, a budget below what is done).
+
+    64 is EX_USAGE of sysexits.h: argparse's own 2 would collide with "unknown study"."""
+
+    exit_code = 64
+
+
 class ConfigError(AutoPeftError):
     """A user-written file (space, experiment, controller preset) is invalid.
 
@@ -73,6 +81,11 @@ class StorageError(AutoPeftError):
 
 class StudyNotFoundError(StorageError):
     exit_code = 2
+
+
+class NoDatabaseError(StudyNotFoundError):
+    """A command that only reads found no database (or no autopeft schema) at the URL:
+    so no study of that name exists there either. Nothing was created."""
 
 
 class StudyExistsError(StorageError):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autopeft.exceptions import ExportError
+from autopeft.names import study_dir
 from autopeft.records import EvalRequest, TrialRecord, TrialState
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,10 @@ logger = logging.getLogger(__name__)
 def check_out_dir(path: str | Path) -> Path:
     """An export target must be new or empty: refuse before anything is written."""
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and not path.is_dir():
+        raise ExportError(f"--out {path} is an existing file, not a directory; nothing was "
+                          f"written.\n  fix: pass --out with a new or empty directory")
+    if path.exists() and any(path.iterdir()):
         raise ExportError(f"the output directory {path} exists and is not empty; nothing "
                           f"was written.\n  fix: pass --out with a new or empty directory")
     return path
@@ -103,7 +107,8 @@ def finalize_study(storage: Any, name: str, *, top_k: int = 3, out_dir: str | No
             f"{name} --trials N`, or relax the experiment's constraints")
     final_cfg = ExperimentConfig.from_dict(info.experiment).for_final()
     experiment = final_cfg.to_dict()
-    runs = Path(storage.get_study_attrs(name).get("runs_dir", DEFAULT_RUNS_DIR)) / name / "final"
+    runs = study_dir(storage.get_study_attrs(name).get("runs_dir", DEFAULT_RUNS_DIR),
+                     name) / "final"  # never outside --runs-dir, whatever the stored name
     # checked before hours of training, not after
     export_dir = check_out_dir(Path(out_dir) if out_dir else runs / "export")
     evaluator = ProxyEvaluator(experiment)

@@ -152,11 +152,27 @@ def _read_config(ref: str) -> tuple[dict[str, Any], str | None]:
     try:
         cfg_file = hub.hf_hub_download(ref, "config.json")
     except Exception as exc:
+        if _hub_offline(hub):
+            raise FatalError(
+                f"model {ref!r} is not a local folder and not in the Hugging Face cache, and "
+                f"offline mode is on (HF_HUB_OFFLINE), so it cannot be downloaded.\n"
+                f"  fix: pass a local model folder (one with config.json, e.g. what "
+                f"save_pretrained wrote), or one of {list(ALIASES)}; or fill the cache on a "
+                f"machine that reaches the hub") from exc
         raise FatalError(
             f"could not read config.json of model {ref!r} from the Hugging Face hub ({exc}).\n"
             f"  fix: check the id and your network, or use a local folder or one of {list(ALIASES)}"
         ) from exc
     return json.loads(Path(cfg_file).read_text()), None
+
+
+def _hub_offline(hub: Any) -> bool:
+    """Whether huggingface_hub runs offline (HF_HUB_OFFLINE, or transformers' old name)."""
+    constants = getattr(hub, "constants", None)
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return True
+    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _first(cfg: Mapping[str, Any], *keys: str, default: Any = None) -> Any:

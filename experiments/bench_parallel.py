@@ -56,8 +56,8 @@ def fake_experiment(trial_seconds: float) -> dict:
         digest = hashlib.sha256(digest + block).digest()
         units += 1
     per_unit = (time.perf_counter() - start) / units
-    return {"evaluator": "autopeft.testing.ray_fakes:cpu_bound",
-            "fake": {"work": max(1, int(trial_seconds / per_unit)), "steps": 4}}
+    # the cpu_bound fake is injected in run() (evaluator_factory); these are its options
+    return {"fake": {"work": max(1, int(trial_seconds / per_unit)), "steps": 4}}
 
 
 def _hash_units(units: int) -> float:
@@ -111,7 +111,11 @@ def run(experiment: dict, workers: int, trials: int) -> dict:
             raise SystemExit(f"trial failed in the benchmark: {bad[0].error}")
         return out
 
-    with RayExecutor(experiment, workers=workers, cpus_per_trial=1) as ex:
+    factory = None
+    if "fake" in experiment:
+        from autopeft.testing.ray_fakes import cpu_bound as factory
+    with RayExecutor(experiment, workers=workers, cpus_per_trial=1,
+                     evaluator_factory=factory) as ex:
         if not ex.wait_ready(300):
             raise SystemExit("Ray workers did not start")
         for n in range(workers):  # warm-up: one per worker (all idle, so one each)

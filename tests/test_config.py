@@ -60,8 +60,8 @@ def test_empty_file_gives_all_defaults(tmp_path):
     ("data:\n  validation: 0.5\n  test: 0.45\n", "data", "too little"),
     ("proxy:\n  max_steps: 10\n  epochs: 2.0\n", "proxy", "exactly one"),
     ("proxy: 3\n", "proxy", "mapping"),
-    ("evaluator: nocolon\n", "evaluator", "module:factory"),
-    ("fake:\n  sleep: 1\n", "fake", "no evaluator"),
+    ("evaluator: nocolon\n", "evaluator", "no longer an experiment setting"),
+    ("fake:\n  sleep: 1\n", "fake", "no longer an experiment setting"),
     ("resources:\n  cpus: 0\n", "resources.cpus", "out of range"),
 ])
 def test_bad_values_name_file_path_and_fix(tmp_path, text, path, words):
@@ -123,12 +123,27 @@ def test_pair_text_columns_and_counts(tmp_path):
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_fake_options_travel_with_a_custom_evaluator(tmp_path):
-    cfg = load_experiment(write(tmp_path, """\
-        evaluator: autopeft.testing.study_fakes:analytic
-        fake: {sleep: 0.0, steps: [1, 2]}
-        """))
-    assert cfg.to_dict()["fake"] == {"sleep": 0.0, "steps": [1, 2]}
+def test_an_experiment_file_cannot_name_code_to_import(tmp_path):
+    """`evaluator: module:factory` imported whatever module the file named; refused now,
+    before the module is imported (a module with a side effect shows it)."""
+    marker = tmp_path / "imported"
+    (tmp_path / "evil_hook.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\ndef make(experiment):\n    return None\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(ExperimentError, match="does not import code") as err:
+            load_experiment(write(tmp_path, "evaluator: evil_hook:make\n"))
+        assert "evaluator_factory" in str(err.value)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert not marker.exists() and "evil_hook" not in sys.modules
+
+
+def test_older_studies_stored_the_removed_keys_as_null():
+    cfg = ExperimentConfig.from_dict({"model": "minilm", "evaluator": None, "fake": None})
+    assert "evaluator" not in cfg.to_dict() and "fake" not in cfg.to_dict()
 
 
 def test_importing_config_stays_light():

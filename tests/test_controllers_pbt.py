@@ -179,3 +179,62 @@ def test_explore_on_ranges_perturbs_by_the_factors_and_keeps_the_grid():
         last = by_member
         n = _tell_round(ctrl, props, n, {m: ((m * 7 + n) % 8) / 8 for m in range(8)}, space)
     assert checked >= 5
+
+
+def _an_exploit(space, need_changed=("lora.alpha", "lora.dropout")):
+    """(parent proposal, exploiting child proposal) from a real PBT controller, with the
+    child's alpha and dropout both moved by explore (the default explore list)."""
+    for seed in range(50):
+        ctrl = make_controller("pbt", space, seed, population_size=4, quantile=0.25,
+                               resample_probability=0.0)
+        r0, _ = _round(ctrl)
+        _tell_round(ctrl, r0, 0, {0: 0.1, 1: 0.9, 2: 0.5, 3: 0.3}, space)
+        r1, _ = _round(ctrl)
+        child = next(p for p in r1 if p.meta["parent"] is not None)
+        parent = r0[child.warm_start_from]
+        if all(child.assignment[k] != parent.assignment[k] for k in need_changed):
+            return parent, child
+    raise AssertionError("no seed explored both alpha and dropout")
+
+
+def test_an_exploiting_child_loads_its_parents_weights_with_the_real_loader(space, minilm,
+                                                                            tmp_path):
+    """The fake trainer above never builds a model, so it passed while the real loader
+    refused every exploit whose alpha or dropout was explored ("saved for a different
+    architecture"). Here the real modules are built on MiniLM and the real checkpoint
+    is loaded: alpha and dropout change no weight shape, so it must load, exactly."""
+    import torch
+
+    from autopeft.methods import build
+
+    parent_p, child_p = _an_exploit(space)
+    parent = build(minilm, space.to_candidate(parent_p.assignment), seed=1)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # stand-in for training: move every trainable weight
+        for p in parent.trainable_parameters().values():
+            p.add_(torch.randn(p.shape, generator=g) * 0.01)
+    parent.save(tmp_path / "parent")
+    child = build(minilm, space.to_candidate(child_p.assignment), seed=2)
+    child.load_adapter_weights(tmp_path / "parent")
+    want, got = parent.trainable_parameters(), child.trainable_parameters()
+    assert want.keys() == got.keys() and want
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
+
+
+def test_a_checkpoint_of_other_weights_is_still_refused(space, minilm, tmp_path):
+    """Rank and targets change the weights: a child differing there must not load."""
+    from autopeft.candidate import Candidate, ModuleConfig
+    from autopeft.exceptions import CandidateError
+    from autopeft.methods import build
+
+    parent_p, _ = _an_exploit(space)
+    cand = space.to_candidate(parent_p.assignment)
+    build(minilm, cand, seed=1).save(tmp_path / "parent")
+    (m,) = cand.modules
+    for change in ({"rank": 1 if m.params["rank"] != 1 else 2},
+                   {"init": "gaussian" if m.params["init"] != "gaussian" else "default"}):
+        other = Candidate((ModuleConfig(m.type, {**m.params, **change}, m.layers),),
+                          dict(cand.hyper), cand.num_layers)
+        with pytest.raises(CandidateError, match="different architecture"):
+            build(minilm, other, seed=2).load_adapter_weights(tmp_path / "parent")

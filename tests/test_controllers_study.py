@@ -7,10 +7,14 @@ import json
 
 import pytest
 
-from autopeft.cli import main
+from autopeft.cli import main as cli_main
+from autopeft.testing.study_fakes import analytic
 
-FAKE = "autopeft.testing.study_fakes:analytic"
 PRESETS = ["random", "tpe", "motpe", "nsga2", "lstm", "pbt"]
+
+
+def main(argv):  # the CLI with the analytic fake injected from Python
+    return cli_main(argv, evaluator_factory=analytic)
 
 
 def _trials(db, study):
@@ -30,7 +34,7 @@ def test_resumed_study_proposes_what_an_uninterrupted_one_does(preset, recipes, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AUTOPEFT_FAKE", "{}")
     exp = tmp_path / "fake.yaml"
-    exp.write_text(f"name: fake\nmodel: minilm\nevaluator: {FAKE}\n")
+    exp.write_text("name: fake\nmodel: minilm\n")
     common = ["--space", "lora_only.yaml", "--experiment", str(exp), "--controller", preset,
               "--seed", "5", "--quiet"] + ([] if recipes else ["--no-recipes"])
     assert main(["search", *common, "--trials", "20", "--study", "whole"]) == 0

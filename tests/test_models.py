@@ -50,7 +50,9 @@ def test_hub_id_offline_fails_with_a_fix():
     code = ("from autopeft.models import model_info\n"
             "from autopeft.exceptions import FatalError\n"
             "try:\n    model_info('nobody/no-such-model')\n"
-            "except FatalError as e:\n    assert 'fix:' in str(e), e\n    print('refused')\n")
+            "except FatalError as e:\n    assert 'fix:' in str(e), e\n"
+            "    assert 'offline mode is on' in str(e) and 'local model folder' in str(e), e\n"
+            "    print('refused')\n")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)

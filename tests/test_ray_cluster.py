@@ -5,6 +5,9 @@ process that belongs to one node (its command line names that dir) and kill exac
 those: a worker killed by PID, or a whole node leaving the cluster. Nothing else running
 on the machine is touched (no `ray stop`: other people's clusters may be running).
 
+The faults are driven through the real study loop (StudyRunner with SQLite storage), so
+what is checked is the retry policy the study applies, not a copy of it in the test.
+
 Also here: the executor starting and stopping its own local runtime (`--workers K`), which
 needs a process where Ray is not initialised yet.
 """
@@ -17,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +31,7 @@ psutil = pytest.importorskip("psutil")
 
 from autopeft.executors.ray_executor import RayExecutor  # noqa: E402
 from autopeft.records import EvalRequest  # noqa: E402
-from autopeft.testing.ray_fakes import fake_metric  # noqa: E402
+from autopeft.testing.ray_fakes import deterministic, fake_metric  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 
@@ -143,16 +147,58 @@ def _wait_for(path: Path, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def _run_with_retries(executor: RayExecutor, experiment: dict, outcomes: list,
-                      max_attempts: int = 3, timeout: float = 90.0) -> None:
-    """What the study does: resubmit crashes with attempt+1 until everything finished."""
-    deadline = time.monotonic() + timeout
-    while executor.in_flight:
-        assert time.monotonic() < deadline, f"stuck; so far {outcomes}"
-        for o in executor.wait(timeout=1.0):
-            outcomes.append(o)
-            if o.error_kind == "crash" and o.attempt + 1 < max_attempts:
-                executor.submit(_request(o.trial_number, experiment, o.attempt + 1))
+class StudyThread:
+    """The real study loop (StudyRunner, SQLite storage, the random controller) driving
+    `executor` in a background thread, so the test can kill workers while it runs.
+
+    The fake's options travel in the executor's own experiment (what its workers build
+    their evaluator from); the study's experiment stays a plain, valid one.
+    """
+
+    def __init__(self, tmp_path: Path, executor: RayExecutor, n_trials: int) -> None:
+        from autopeft.controllers import make_controller
+        from autopeft.space import load_space
+        from autopeft.storage import open_storage
+        from autopeft.study import StudyRunner, load_context
+
+        space = load_space("lora_only.yaml")
+        self.storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+        self.storage.create_study(
+            name="faults", space_text=Path(space.source).read_text(encoding="utf-8"),
+            space_fingerprint=space.fingerprint, space_source=str(space.source),
+            experiment={"model": "minilm"}, controller="random", controller_settings={},
+            seed=7, n_trials=n_trials, versions={})
+        self.storage.set_study_attr("faults", "runs_dir", str(tmp_path / "runs"))
+        ctx = load_context(self.storage, "faults")
+        self.seed = ctx.seed
+        controller = make_controller("random", ctx.space, seed=ctx.seed)
+        self.runner = StudyRunner(self.storage, ctx, controller, executor, max_retries=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in join()
+            self.error = exc
+
+    def join(self, timeout: float = 120.0) -> list:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the study loop is stuck"
+        if self.error is not None:
+            raise self.error
+        trials = self.storage.get_trials("faults")
+        self.storage.close()
+        return trials
+
+
+def _check_metrics(trials: list, seed: int) -> None:
+    from autopeft.study import trial_seed
+
+    for t in trials:
+        expected = fake_metric(t.candidate, trial_seed(seed, t.number))
+        assert t.metrics.metric == pytest.approx(expected)
 
 
 def _nodes_of(executor: RayExecutor) -> set[str]:
@@ -161,30 +207,30 @@ def _nodes_of(executor: RayExecutor) -> set[str]:
 
 @pytest.mark.slow
 def test_worker_killed_mid_trial_is_retried_on_another_worker(cluster, tmp_path):
+    from autopeft.records import TrialState
+
     t0 = time.monotonic()
     started = tmp_path / "started"
     started.mkdir()
-    exp = {"evaluator": "autopeft.testing.ray_fakes:deterministic",
-           "fake": {"sleep": 3.0, "steps": 6, "started_dir": str(started)}}
-    with RayExecutor(exp, workers=2, address=cluster.address) as ex:
+    exp = {"fake": {"sleep": 3.0, "steps": 6, "started_dir": str(started)}}
+    with RayExecutor(exp, workers=2, address=cluster.address,
+                     evaluator_factory=deterministic) as ex:
         assert ex.wait_ready(60)
         assert len(_nodes_of(ex)) == 2, "one worker per node (1 CPU each)"
-        ex.submit(_request(0, exp))
-        ex.submit(_request(1, exp))
+        study = StudyThread(tmp_path, ex, n_trials=3)
         _wait_for(started / "started-0-0")
         victim = next(w for w in ex.workers_info() if w.trial_number == 0)
         os.kill(victim.pid, signal.SIGKILL)
 
-        outcomes: list = []
-        _run_with_retries(ex, exp, outcomes)
-        crash = [o for o in outcomes if o.error_kind == "crash"]
-        assert [(o.trial_number, o.attempt) for o in crash] == [(0, 0)]
-        assert crash[0].worker == victim.worker and "died" in crash[0].error
-        done = {o.trial_number: o for o in outcomes if o.error_kind is None}
-        assert sorted(done) == [0, 1]
-        assert done[0].attempt == 1
-        assert done[0].worker != victim.worker
-        assert done[0].metrics.metric == pytest.approx(fake_metric({"trial": 0}, 7))
+        trials = study.join()
+        assert [t.number for t in trials] == [0, 1, 2]  # the budget, no duplicate
+        assert all(t.state == TrialState.COMPLETE for t in trials)
+        assert [t.attempts for t in trials] == [2, 1, 1]  # the study retried the victim's
+        survivors = {w.worker for w in ex.workers_info()}
+        assert victim.worker not in survivors
+        assert trials[0].worker != victim.worker  # stored: the worker that finished it
+        assert all(t.worker.startswith("ray:") and t.worker != "ray:local" for t in trials)
+        _check_metrics(trials, study.seed)
         # capacity kept: the dead actor was replaced and the replacement starts
         assert ex.restarts == 1
         assert ex.wait_ready(60)
@@ -195,16 +241,17 @@ def test_worker_killed_mid_trial_is_retried_on_another_worker(cluster, tmp_path)
 
 @pytest.mark.slow
 def test_node_leaving_the_cluster_reruns_its_trials_elsewhere(cluster, tmp_path):
+    from autopeft.records import TrialState
+
     t0 = time.monotonic()
     started = tmp_path / "started"
     started.mkdir()
-    exp = {"evaluator": "autopeft.testing.ray_fakes:deterministic",
-           "fake": {"sleep": 4.0, "steps": 8, "started_dir": str(started)}}
+    exp = {"fake": {"sleep": 4.0, "steps": 8, "started_dir": str(started)}}
     head, second = cluster.nodes
-    with RayExecutor(exp, workers=2, address=cluster.address) as ex:
+    with RayExecutor(exp, workers=2, address=cluster.address,
+                     evaluator_factory=deterministic) as ex:
         assert ex.wait_ready(60)
-        for n in range(3):
-            ex.submit(_request(n, exp))
+        study = StudyThread(tmp_path, ex, n_trials=3)
         _wait_for(started / "started-0-0")
         _wait_for(started / "started-1-0")
         second_pids = {p.pid for p in cluster.processes(second)}
@@ -213,16 +260,14 @@ def test_node_leaving_the_cluster_reruns_its_trials_elsewhere(cluster, tmp_path)
         lost_trial = lost[0].trial_number
         cluster.kill_node(second)
 
-        outcomes: list = []
-        _run_with_retries(ex, exp, outcomes)
-        crash = [o for o in outcomes if o.error_kind == "crash"]
-        assert [(o.trial_number, o.attempt) for o in crash] == [(lost_trial, 0)]
-        done = {o.trial_number: o for o in outcomes if o.error_kind is None}
-        assert sorted(done) == [0, 1, 2]
+        trials = study.join()
+        assert [t.number for t in trials] == [0, 1, 2]
+        assert all(t.state == TrialState.COMPLETE for t in trials)
+        assert trials[lost_trial].attempts == 2  # the study retried it, once
+        assert sum(t.attempts for t in trials) == 4
         head_workers = {w.worker for w in ex.workers_info() if w.pid not in second_pids}
-        assert done[lost_trial].attempt == 1 and done[lost_trial].worker in head_workers
-        for n, o in done.items():
-            assert o.metrics.metric == pytest.approx(fake_metric({"trial": n}, 7))
+        assert trials[lost_trial].worker in head_workers
+        _check_metrics(trials, study.seed)
         alive = [n for n in ray.nodes() if n["Alive"]]
         assert len(alive) == 1
     print(f"node-loss test took {time.monotonic() - t0:.1f}s", file=sys.stderr)
@@ -232,8 +277,8 @@ def test_local_runtime_is_started_and_stopped_by_the_executor(monkeypatch):
     if ray.is_initialized():
         ray.shutdown()
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    exp = {"evaluator": "autopeft.testing.ray_fakes:deterministic", "fake": {"steps": 2}}
-    ex = RayExecutor(exp, workers=1, cpus_per_trial=1)
+    exp = {"fake": {"steps": 2}}
+    ex = RayExecutor(exp, workers=1, cpus_per_trial=1, evaluator_factory=deterministic)
     try:
         assert ray.is_initialized()
         assert ray.cluster_resources().get("CPU") == 1
@@ -258,9 +303,9 @@ def test_a_gpu_worker_on_a_machine_without_gpus_is_refused(monkeypatch):
         pytest.skip("this machine has a GPU")
     from autopeft.exceptions import ConfigError
 
-    exp = {"evaluator": "autopeft.testing.ray_fakes:deterministic"}
+    exp = {"fake": {}}
     with pytest.raises(ConfigError, match="resources.gpus: 0") as err:
-        RayExecutor(exp, workers=1, gpus_per_trial=1)
+        RayExecutor(exp, workers=1, gpus_per_trial=1, evaluator_factory=deterministic)
     assert err.value.path == "resources"
     assert not ray.is_initialized()  # the runtime it started is stopped again
 

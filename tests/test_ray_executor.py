@@ -20,11 +20,12 @@ from autopeft.executors.ray_executor import RayExecutor  # noqa: E402
 from autopeft.executors.reporting import PrunerReporter  # noqa: E402
 from autopeft.executors.serial import SerialExecutor  # noqa: E402
 from autopeft.records import EvalRequest  # noqa: E402
+from autopeft.testing import ray_fakes  # noqa: E402
 from autopeft.testing.ray_fakes import StepPruner, fake_metric  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 
-FAKES = "autopeft.testing.ray_fakes"
+
 WORKER_ID = re.compile(r"^ray:[0-9a-f]{12}:\d+$")
 
 
@@ -39,7 +40,16 @@ def runtime(tmp_path_factory):
 
 
 def _exp(factory: str = "deterministic", **fake) -> dict:
-    return {"evaluator": f"{FAKES}:{factory}", "fake": {"steps": 4, **fake}}
+    # the fake's name rides along in its options; _ray / _serial inject it from Python
+    return {"fake": {"steps": 4, "factory": factory, **fake}}
+
+
+def _factory(exp: dict):
+    return getattr(ray_fakes, exp["fake"]["factory"])
+
+
+def _ray(exp: dict, **kwargs) -> RayExecutor:
+    return RayExecutor(exp, evaluator_factory=_factory(exp), **kwargs)
 
 
 def _req(n: int, exp: dict, *, attempt: int = 0, seed: int = 11) -> EvalRequest:
@@ -59,7 +69,7 @@ def _drain(executor, timeout: float = 60.0) -> list:
 
 def test_runs_many_trials_on_long_lived_workers(runtime, tmp_path):
     exp = _exp(sleep=0.2, started_dir=str(tmp_path))
-    with RayExecutor(exp, workers=2) as ex:
+    with _ray(exp, workers=2) as ex:
         assert ex.capacity == 2 and ex.in_flight == 0
         assert ex.wait(timeout=0.1) == []  # nothing submitted: returns at once
         assert ex.wait_ready(60)  # both serve trials (on a loaded machine one may lag)
@@ -84,12 +94,13 @@ def test_runs_many_trials_on_long_lived_workers(runtime, tmp_path):
 def test_same_requests_give_identical_metrics_on_serial_and_ray(runtime):
     exp = _exp(steps=5)
     requests = [_req(n, exp, seed=3) for n in range(5)]
-    serial = SerialExecutor(exp, reporter=PrunerReporter(StepPruner(stop_trials=(2,))))
+    serial = SerialExecutor(exp, reporter=PrunerReporter(StepPruner(stop_trials=(2,))),
+                            evaluator_factory=_factory(exp))
     for r in requests:
         serial.submit(r)
     expected = _drain(serial)
     serial.shutdown()
-    with RayExecutor(exp, workers=2, pruner=StepPruner(stop_trials=(2,))) as ex:
+    with _ray(exp, workers=2, pruner=StepPruner(stop_trials=(2,))) as ex:
         for r in requests:
             ex.submit(r)
         got = _drain(ex)
@@ -99,7 +110,7 @@ def test_same_requests_give_identical_metrics_on_serial_and_ray(runtime):
 
 def test_pruner_actor_sees_every_report_and_stops_trials(runtime):
     exp = _exp(steps=6, sleep=0.1)
-    with RayExecutor(exp, workers=2, pruner=StepPruner(stop_trials=(1,), at_step=3)) as ex:
+    with _ray(exp, workers=2, pruner=StepPruner(stop_trials=(1,), at_step=3)) as ex:
         for n in range(3):
             ex.submit(_req(n, exp))
         outcomes = _drain(ex)
@@ -121,7 +132,7 @@ def test_pruner_actor_sees_every_report_and_stops_trials(runtime):
 
 def test_a_lost_pruner_lets_trials_run_to_the_end(runtime):
     exp = _exp(steps=4)
-    with RayExecutor(exp, workers=1, pruner=StepPruner(stop_trials=(0,), at_step=1)) as ex:
+    with _ray(exp, workers=1, pruner=StepPruner(stop_trials=(0,), at_step=1)) as ex:
         ray.kill(ex._pruner)  # the pruner actor dies mid-search
         ex.submit(_req(0, exp))
         (outcome,) = _drain(ex)
@@ -137,7 +148,7 @@ def test_a_lost_pruner_lets_trials_run_to_the_end(runtime):
 ])
 def test_errors_map_to_the_study_policy(runtime, factory, kind, text):
     exp = _exp(factory)
-    with RayExecutor(exp, workers=1) as ex:
+    with _ray(exp, workers=1) as ex:
         ex.submit(_req(5, exp, attempt=1))
         (outcome,) = _drain(ex)
         assert ex.restarts == 0  # an evaluator's exception never kills its worker
@@ -152,7 +163,7 @@ def test_errors_map_to_the_study_policy(runtime, factory, kind, text):
 
 def test_worker_that_kills_itself_is_replaced_and_the_trial_retried(runtime, tmp_path):
     exp = _exp("self_killing", marker=str(tmp_path / "fired"), sleep=0.2)
-    with RayExecutor(exp, workers=2) as ex:
+    with _ray(exp, workers=2) as ex:
         assert ex.wait_ready(60)
         first_pids = {w.pid for w in ex.workers_info()}
         ex.submit(_req(0, exp))
@@ -180,7 +191,7 @@ def test_worker_that_kills_itself_is_replaced_and_the_trial_retried(runtime, tmp
 
 def test_when_no_worker_can_be_replaced_queued_trials_come_back_fatal(runtime, tmp_path):
     exp = _exp("self_killing", marker=str(tmp_path / "fired"))
-    with RayExecutor(exp, workers=1, max_restarts=0) as ex:
+    with _ray(exp, workers=1, max_restarts=0) as ex:
         ex.submit(_req(0, exp))
         ex.submit(_req(1, exp))
         outcomes = _drain(ex)
@@ -190,7 +201,7 @@ def test_when_no_worker_can_be_replaced_queued_trials_come_back_fatal(runtime, t
 
 def test_threads_follow_the_cpus_of_a_trial(runtime):
     exp = _exp("env_probe", steps=1)
-    with RayExecutor(exp, workers=1, cpus_per_trial=2) as ex:
+    with _ray(exp, workers=1, cpus_per_trial=2) as ex:
         ex.submit(_req(0, exp))
         (outcome,) = _drain(ex)
     extra = outcome.metrics.extra
@@ -205,7 +216,7 @@ def test_threads_follow_the_cpus_of_a_trial(runtime):
 ])
 def test_bad_resources_are_refused_before_ray_starts(kwargs, path):
     with pytest.raises(ConfigError, match=re.escape(path)) as err:
-        RayExecutor(_exp(), **kwargs)
+        _ray(_exp(), **kwargs)
     assert err.value.fix
 
 

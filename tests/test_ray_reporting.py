@@ -68,9 +68,11 @@ def test_attach_reports_fills_only_what_the_evaluator_left_out():
 
 
 def test_serial_executor_prunes_through_the_same_reporter():
-    exp = {"evaluator": "autopeft.testing.ray_fakes:deterministic", "fake": {"steps": 5}}
+    from autopeft.testing.ray_fakes import deterministic
+
+    exp = {"fake": {"steps": 5}}
     pruner = StepPruner(stop_trials=(1,), at_step=2)
-    ex = SerialExecutor(exp, reporter=PrunerReporter(pruner))
+    ex = SerialExecutor(exp, reporter=PrunerReporter(pruner), evaluator_factory=deterministic)
     for n in (0, 1):
         ex.submit(EvalRequest(study="s", trial_number=n, candidate={"n": n}, experiment=exp,
                               seed=1))

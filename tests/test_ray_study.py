@@ -7,6 +7,7 @@ whatever the results, so a Ray search and a serial search must store the same tr
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ ray = pytest.importorskip("ray")
 
 from autopeft.cli import main  # noqa: E402
 from autopeft.records import TrialState  # noqa: E402
+from autopeft.testing import ray_fakes  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -24,14 +26,14 @@ def _search(tmp_path: Path, monkeypatch, study: str, *extra: str, factory="deter
     if ray.is_initialized():
         ray.shutdown()  # the executor must start its own runtime, with this environment
     exp = tmp_path / f"{study}.yaml"
-    exp.write_text(f"name: {study}\nmodel: minilm\n"
-                   f"evaluator: autopeft.testing.ray_fakes:{factory}\n")
+    exp.write_text(f"name: {study}\nmodel: minilm\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AUTOPEFT_RAY_FAKE", json.dumps(fake or {}))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     rc = main(["search", "--space", "default.yaml", "--experiment", str(exp),
                "--controller", "random", "--seed", "5", "--study", study, "--quiet",
-               "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}", *extra])
+               "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}", *extra],
+              evaluator_factory=getattr(ray_fakes, factory))
     assert rc == 0
     from autopeft.storage import open_storage
 
@@ -51,6 +53,12 @@ def test_ray_search_stores_the_same_trials_as_a_serial_search(tmp_path, monkeypa
     assert [(t.metrics.metric, t.metrics.cost, t.metrics.intermediate) for t in on_ray] == [
         (t.metrics.metric, t.metrics.cost, t.metrics.intermediate) for t in serial]
     assert [t.reward for t in on_ray] == [t.reward for t in serial]
+    # each trial names the worker that ran it ("ray:<node>:<pid>"), not the executor
+    workers = {t.worker for t in on_ray}
+    assert all(w.startswith("ray:") and w != "ray:local" for w in workers), workers
+    pids = {int(w.rsplit(":", 1)[1]) for w in workers}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    assert {t.worker for t in serial} == {f"serial:{os.getpid()}"}
 
 
 def test_a_worker_crash_is_retried_by_the_study(tmp_path, monkeypatch):

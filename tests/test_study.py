@@ -15,14 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.cli import main
+from autopeft.cli import main as cli_main
+from autopeft.testing.study_fakes import analytic
 
-FAKE = "autopeft.testing.study_fakes:analytic"
+FAKE_CLI = "autopeft.testing.fake_cli"  # `python -m` it with "analytic" first
+
+
+def main(argv):  # the CLI with the analytic fake injected from Python
+    return cli_main(argv, evaluator_factory=analytic)
 
 
 def _experiment(tmp_path: Path, **opts) -> Path:
     p = tmp_path / "fake.yaml"
-    p.write_text(f"name: fake\nmodel: minilm\nevaluator: {FAKE}\n")
+    p.write_text("name: fake\nmodel: minilm\n")
     return p
 
 
@@ -173,7 +178,8 @@ def test_bad_inputs_get_distinct_exit_codes_and_write_nothing(tmp_path, monkeypa
 
 def _driver(tmp_path: Path, *argv: str, opts: dict) -> subprocess.Popen:
     env = dict(os.environ, AUTOPEFT_FAKE=json.dumps(opts))
-    return subprocess.Popen([sys.executable, "-m", "autopeft", *argv], cwd=tmp_path, env=env,
+    return subprocess.Popen([sys.executable, "-m", FAKE_CLI, "analytic", *argv], cwd=tmp_path,
+                            env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -212,7 +218,8 @@ def test_killed_driver_resumes_to_exactly_n_trials(tmp_path, sig):
     states = {r[1] for r in _trials(db, "k")}
     if sig == signal.SIGINT:
         assert "running" not in states  # Ctrl-C marks live trials interrupted
-    resumed = subprocess.run([sys.executable, "-m", "autopeft", "resume", "k"], cwd=tmp_path,
+    resumed = subprocess.run([sys.executable, "-m", FAKE_CLI, "analytic", "resume", "k"],
+                             cwd=tmp_path,
                              env=dict(os.environ, AUTOPEFT_FAKE='{"sleep": 0.05}'),
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr

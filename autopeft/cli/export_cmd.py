@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from autopeft.cli import args as args_
+
 
 def register(sub) -> None:
     e = sub.add_parser("export", help="write the best configuration(s) as peft / AdapterHub "
@@ -12,12 +14,12 @@ def register(sub) -> None:
                                    "constraint, without retraining) and export the winners.")
     e.add_argument("name", metavar="NAME")
     e.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
-    e.add_argument("--top-k", type=int, default=1, metavar="K")
+    e.add_argument("--top-k", type=args_.positive_int, default=1, metavar="K")
     e.add_argument("--pareto", action="store_true",
                    help="export every trial on the accuracy vs cost Pareto front")
-    e.add_argument("--lambda", dest="lam", type=float, default=None, metavar="L",
+    e.add_argument("--lambda", dest="lam", type=args_.cost_weight, default=None, metavar="L",
                    help="re-score with this cost penalty weight")
-    e.add_argument("--max-params", type=float, default=None, metavar="P",
+    e.add_argument("--max-params", type=args_.params_fraction, default=None, metavar="P",
                    help="only trials with params_ratio <= P (a fraction, 0.05 = 5%%)")
     e.add_argument("--storage", metavar="URL")
     e.set_defaults(func=run_export)
@@ -31,7 +33,7 @@ def register(sub) -> None:
     f = sub.add_parser("finalize", help="re-train the top-k on the full task, score them on "
                                         "the held-out test split, keep the best feasible one")
     f.add_argument("name", metavar="NAME")
-    f.add_argument("--top-k", type=int, default=3, metavar="K")
+    f.add_argument("--top-k", type=args_.positive_int, default=3, metavar="K")
     f.add_argument("--out", default=None, metavar="DIR",
                    help="export the winner here (default: <runs-dir>/<study>/final)")
     f.add_argument("--storage", metavar="URL")
@@ -43,7 +45,7 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, metavar="DIR")
     t.add_argument("--experiment", default=None, metavar="FILE",
                    help="experiment YAML (default: the one the candidate was searched with)")
-    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--seed", type=args_.seed, default=None)
     t.set_defaults(func=run_train)
 
 
@@ -57,7 +59,7 @@ def run_export(args: argparse.Namespace) -> int:
     from autopeft.storage import open_storage
 
     out = check_out_dir(args.out)
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, create=False, study=args.name)
     info, ranked = rank_trials(storage, args.name, lam=args.lam, max_params=args.max_params)
     feasible = [r for r in ranked if r[2]]
     if not feasible:
@@ -86,7 +88,7 @@ def run_report(args: argparse.Namespace) -> int:
     from autopeft.report import write_report
     from autopeft.storage import open_storage
 
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, create=False, study=args.name)
     info = storage.get_study(args.name)
     paths = write_report(storage.get_trials(args.name), args.out, title=f"autopeft study {info.name}")
     for p in paths:
@@ -98,7 +100,7 @@ def run_finalize(args: argparse.Namespace) -> int:
     from autopeft.finalize import finalize_study
     from autopeft.storage import open_storage
 
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, create=False, study=args.name)
     result = finalize_study(storage, args.name, top_k=args.top_k, out_dir=args.out,
                             log=lambda s: print(s, file=sys.stderr))
     for row in result["candidates"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from autopeft.cli import args as args_
 from autopeft.cli.output import leaderboard_lines, print_json, sort_trials, trial_row
 
 
@@ -16,16 +17,26 @@ def register(sub) -> None:
     s = sub.add_parser("show", help="print a study's leaderboard")
     s.add_argument("name", metavar="NAME")
     s.add_argument("--storage", metavar="URL")
-    s.add_argument("--top", type=int, default=None, metavar="K", help="only the best K")
+    s.add_argument("--top", type=args_.positive_int, default=None, metavar="K",
+                   help="only the best K")
     s.add_argument("--json", action="store_true",
                    help="one object per trial: number, state, candidate, metrics, reward")
     s.set_defaults(func=run_show)
 
 
 def run_ls(args: argparse.Namespace) -> int:
+    from autopeft.exceptions import NoDatabaseError
     from autopeft.storage import open_storage
 
-    studies = open_storage(args.storage).list_studies()
+    try:
+        studies = open_storage(args.storage, create=False).list_studies()
+    except NoDatabaseError as exc:  # nothing stored yet: an empty list, and no new file
+        if args.json:
+            print_json([])
+        else:
+            print(f"no studies ({getattr(exc, 'what', exc)}; start one with: autopeft "
+                  f"search --space default.yaml)")
+        return 0
     if args.json:
         print_json([s.to_dict() for s in studies])
         return 0
@@ -44,7 +55,7 @@ def run_ls(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from autopeft.storage import open_storage
 
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, create=False, study=args.name)
     info = storage.get_study(args.name)
     trials = storage.get_trials(args.name)
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from autopeft.cli import args as args_
 from autopeft.cli.output import ProgressPrinter, print_leaderboard
 
 DEFAULT_CONTROLLER = "random"
@@ -15,13 +16,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", metavar="URL",
                    help="database URL (default: sqlite:///autopeft.db in this directory; "
                         "postgresql://user@host/db for many workers)")
-    p.add_argument("--workers", type=int, default=None, metavar="K",
+    p.add_argument("--workers", type=args_.workers, default=None, metavar="K",
                    help="parallel trials on a local Ray runtime (default 1: in-process)")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="join an existing Ray cluster (started with `ray start --head`)")
     p.add_argument("--executor", choices=("auto", "serial", "ray"), default="auto",
                    help="auto: Ray when --workers > 1 or --ray-address is given, else serial")
-    p.add_argument("--max-retries", type=int, default=2,
+    p.add_argument("--max-retries", type=args_.count, default=2,
                    help="re-runs of a trial whose worker crashed (default 2)")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
 
@@ -36,12 +37,13 @@ def register(sub) -> None:
                    help=f"experiment YAML: model, data, proxy fidelity, reward (default: "
                         f"{DEFAULT_EXPERIMENT}, MiniLM on TREC-6, offline)")
     p.add_argument("--controller", default=DEFAULT_CONTROLLER, metavar="NAME",
-                   help="controller preset (random, tpe, motpe, lstm, pbt) or a preset YAML "
-                        f"(default {DEFAULT_CONTROLLER})")
-    p.add_argument("--study", metavar="NAME", help="study name (default: <space>-<time>)")
-    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, metavar="N",
+                   help="controller preset (random, tpe, tpe_asha, motpe, nsga2, lstm, "
+                        f"pbt) or a preset YAML (default {DEFAULT_CONTROLLER})")
+    p.add_argument("--study", type=args_.study_name, metavar="NAME",
+                   help="study name: letters, digits, _ . - (default: <space>-<time>)")
+    p.add_argument("--trials", type=args_.positive_int, default=DEFAULT_TRIALS, metavar="N",
                    help=f"number of finished trials to reach (default {DEFAULT_TRIALS})")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=args_.seed, default=None,
                    help="study seed (default: the experiment's seed)")
     p.add_argument("--runs-dir", default="autopeft_runs", metavar="DIR",
                    help="where trial checkpoints go (default ./autopeft_runs)")
@@ -55,7 +57,7 @@ def register(sub) -> None:
                        description="Continue a stored study: interrupted trials re-run, "
                                    "finished ones are kept; refuses a changed space file.")
     r.add_argument("name", metavar="NAME")
-    r.add_argument("--trials", type=int, default=None, metavar="N",
+    r.add_argument("--trials", type=args_.positive_int, default=None, metavar="N",
                    help="raise the study's trial budget to N")
     _add_run_options(r)
     r.set_defaults(func=run_resume)
@@ -83,8 +85,11 @@ def run_search(args: argparse.Namespace) -> int:
 def run_resume(args: argparse.Namespace) -> int:
     from autopeft.storage import open_storage
 
-    storage = open_storage(args.storage)
+    # resume never creates a database
+    storage = open_storage(args.storage, create=False, study=args.name)
     info = storage.get_study(args.name)  # StudyNotFoundError lists the known ones
+    if args.trials is not None:  # a usage error (64) before anything is written
+        args_.check_trial_budget(args.name, args.trials, info.n_finished)
     print(f"resuming study {args.name} ({info.controller})", file=sys.stderr)
     return _run(storage, args.name, args, n_trials=args.trials)
 
@@ -95,8 +100,9 @@ def _run(storage, name: str, args: argparse.Namespace, n_trials: int | None = No
     printer = ProgressPrinter(enabled=not args.quiet)
     runner = resume_study(
         storage, name, n_trials=n_trials, max_retries=args.max_retries, on_progress=printer,
-        executor_factory=executor_factory(args.executor, workers=args.workers or 1,
-                                          ray_address=args.ray_address))
+        executor_factory=executor_factory(
+            args.executor, workers=args.workers or 1, ray_address=args.ray_address,
+            evaluator_factory=getattr(args, "evaluator_factory", None)))
     try:
         runner.run()
     except KeyboardInterrupt:

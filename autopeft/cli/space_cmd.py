@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from autopeft.cli import args as args_
 from autopeft.space import BoundSpace, load_space
 
 log = logging.getLogger(__name__)
@@ -51,31 +52,24 @@ def register(subparsers: Any) -> None:
                     "it to a model's depth, and print its decisions, cardinality and a few "
                     "sampled candidates. Writes nothing.")
     check.add_argument("file", metavar="FILE", help="space file, or a shipped space name")
-    check.add_argument("--num-layers", type=int, default=None,
+    check.add_argument("--num-layers", type=args_.positive_int, default=None,
                        help="bind to this many layers (default: the default model's, 6)")
-    check.add_argument("--hidden-size", type=int, default=None,
+    check.add_argument("--hidden-size", type=args_.positive_int, default=None,
                        help="also check rank/size against this hidden size")
     check.add_argument("--model", default=None, metavar="REF",
                        help="bind to this model's layers and hidden size (and print cost "
                             "ranges when available)")
-    check.add_argument("--samples", type=_count, default=3, help="candidates to sample (3)")
-    check.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
+    check.add_argument("--samples", type=args_.count, default=3, help="candidates to sample (3)")
+    check.add_argument("--seed", type=args_.seed, default=0, help="sampling seed (0)")
     check.add_argument("--decisions", action="store_true", help="list every decision")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=run)
     space.set_defaults(func=_no_subcommand, _parser=space)
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def _no_subcommand(args: argparse.Namespace) -> int:
     args._parser.print_help()
-    return 2
+    return args_.USAGE_EXIT_CODE
 
 
 def _shape(args: argparse.Namespace) -> tuple[int, int | None, Any]:

@@ -63,6 +63,13 @@ class Preset:
     source: str | None = None
 
 
+def known_presets() -> list[str]:
+    """Every name --controller takes: the shipped preset files and the bare controllers."""
+    from autopeft.resources import shipped
+
+    return sorted({Path(f).stem for f in shipped("controllers")} | set(CONTROLLERS))
+
+
 def find_preset(name: str) -> Path | None:
     """The preset file for a path or a shipped preset name (with or without .yaml)."""
     from autopeft.resources import resolve
@@ -122,7 +129,7 @@ def load_preset(name_or_path: str) -> Preset:
         if name_or_path in CONTROLLERS:  # a controller with no preset file: its defaults
             return Preset(name=name_or_path, controller=name_or_path)
         raise ConfigError(f"no controller preset {name_or_path!r}", value=name_or_path,
-                          fix=f"give a preset file, or one of {sorted(CONTROLLERS)}")
+                          fix=f"give a preset file, or one of {known_presets()}")
     from autopeft import yamlio
 
     data, lines = yamlio.read_yaml_file(path, ConfigError)

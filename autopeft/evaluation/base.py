@@ -51,9 +51,10 @@ class Evaluator(abc.ABC):
         """Release memory; called when the worker shuts down."""
 
 
-# The evaluators by name, as "module:factory" strings: this module imports none of them,
-# so the proxy trainer (which imports this module for Evaluator and Reporter) is loaded
-# only when it is built, and no import loop exists. factory(experiment) -> Evaluator.
+# The evaluators by name, as "module:factory" strings written here in code (never read
+# from a YAML file or a database row): this module imports none of them, so the proxy
+# trainer (which imports this module for Evaluator and Reporter) is loaded only when it
+# is built, and no import loop exists. factory(experiment) -> Evaluator.
 EVALUATORS: dict[str, str | Callable[[Mapping[str, Any]], Evaluator]] = {
     "proxy": "autopeft.evaluation.proxy:ProxyEvaluator",
 }
@@ -62,7 +63,7 @@ DEFAULT_EVALUATOR = "proxy"
 
 def register_evaluator(name: str,
                        factory: str | Callable[[Mapping[str, Any]], Evaluator]) -> None:
-    """Add an evaluator under `name` ("module:factory" or a callable)."""
+    """Add an evaluator under `name` ("module:factory" or a callable), from Python."""
     EVALUATORS[name] = factory
 
 
@@ -73,16 +74,31 @@ def _factory(target: str | Callable[..., Evaluator]) -> Callable[..., Evaluator]
     return getattr(importlib.import_module(module_name), attr)
 
 
-def make_evaluator(experiment: Mapping[str, Any], name: str = DEFAULT_EVALUATOR) -> Evaluator:
+def make_evaluator(experiment: Mapping[str, Any],
+                   factory: Callable[[Mapping[str, Any]], Evaluator] | None = None,
+                   name: str = DEFAULT_EVALUATOR) -> Evaluator:
     """The evaluator for an experiment dict (ExperimentConfig.to_dict()).
 
-    The experiment may name a custom evaluator with `evaluator: "module:factory"`
-    (tests use analytic fakes this way); the default is the registered `name`, the
-    proxy-task trainer.
+    `factory` (experiment -> Evaluator) is how tests and library users bring their own
+    evaluator; it is passed from Python only. The default is the registered `name`, the
+    proxy-task trainer. An experiment that names code to import (`evaluator:
+    module:factory`, from a file or a stored study) is refused: nothing is imported
+    because data says so.
     """
-    target = experiment.get("evaluator")
-    if target:
-        return _factory(str(target))(experiment)
+    if factory is not None:
+        return factory(experiment)
+    check_no_code_reference(experiment)
     if name not in EVALUATORS:
         raise KeyError(f"no evaluator {name!r}; registered: {sorted(EVALUATORS)}")
     return _factory(EVALUATORS[name])(experiment)
+
+
+def check_no_code_reference(experiment: Mapping[str, Any]) -> None:
+    """Refuse an experiment that names an evaluator to import (older autopeft stored one)."""
+    from autopeft.config import check_no_code_hooks
+    from autopeft.exceptions import ExperimentError, FatalError
+
+    try:
+        check_no_code_hooks(experiment)
+    except ExperimentError as exc:  # in a worker: the setup is broken, stop the search
+        raise FatalError(str(exc)) from None

@@ -83,7 +83,8 @@ class TrialWorker:
     with that error ("fatal" for FatalError, else "crash"), through the normal path.
     """
 
-    def __init__(self, experiment: Mapping[str, Any], cpus: float, pruner: Any) -> None:
+    def __init__(self, experiment: Mapping[str, Any], cpus: float, pruner: Any,
+                 evaluator_factory: Any = None) -> None:
         ctx = ray.get_runtime_context()
         self._node_id = ctx.get_node_id()
         self._pid = os.getpid()
@@ -93,7 +94,7 @@ class TrialWorker:
         self._evaluator = None
         self._init_error: tuple[str, str] | None = None
         try:
-            self._evaluator = make_evaluator(experiment)
+            self._evaluator = make_evaluator(experiment, evaluator_factory)
         except FatalError as exc:
             self._init_error = ("fatal", f"creating the evaluator failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - reported through every trial's Outcome

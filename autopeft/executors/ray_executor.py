@@ -100,12 +100,14 @@ class RayExecutor(Executor):
         params_ratio=None) -> bool; consulted during training through the reporter.
     max_restarts: how many dead workers may be replaced over the executor's life.
     init_options: extra keyword arguments for ray.init.
+    evaluator_factory: experiment -> Evaluator, instead of the proxy trainer (tests).
     """
 
     def __init__(self, experiment: Mapping[str, Any], *, workers: int,
                  address: str | None = None, cpus_per_trial: float = 1,
                  gpus_per_trial: float = 0, pruner: Any = None, max_restarts: int = 20,
-                 init_options: Mapping[str, Any] | None = None) -> None:
+                 init_options: Mapping[str, Any] | None = None,
+                 evaluator_factory: Any = None) -> None:
         if not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"the number of workers must be a whole number >= 1, got "
                               f"{workers!r}", path="--workers", value=workers,
@@ -121,6 +123,9 @@ class RayExecutor(Executor):
         if max_restarts < 0:
             raise ValueError(f"max_restarts must be >= 0, got {max_restarts}")
         self._experiment = dict(experiment)
+        # experiment -> Evaluator, given from Python (tests); Ray pickles it by reference,
+        # so it must be importable on the workers (a module-level function or a partial)
+        self._factory = evaluator_factory
         self._workers = workers
         self._cpus = float(cpus_per_trial)
         self._gpus = float(gpus_per_trial)
@@ -200,7 +205,7 @@ class RayExecutor(Executor):
         actor = ray.remote(TrialWorker).options(
             num_cpus=self._cpus, num_gpus=self._gpus, max_restarts=0, max_task_retries=0,
             scheduling_strategy="SPREAD", runtime_env={"env_vars": env},
-        ).remote(self._experiment, self._cpus, self._pruner)
+        ).remote(self._experiment, self._cpus, self._pruner, self._factory)
         return _Slot(actor=actor, ready_ref=actor.ready.remote())
 
     def _replace(self, slot: _Slot, why: str) -> None:

@@ -23,9 +23,11 @@ logger = logging.getLogger(__name__)
 
 class SerialExecutor(Executor):
     def __init__(self, experiment: Mapping[str, Any], *, reporter: Reporter | None = None,
-                 evaluator: Evaluator | None = None) -> None:
+                 evaluator: Evaluator | None = None,
+                 evaluator_factory: Any = None) -> None:
         self._experiment = dict(experiment)
         self._evaluator = evaluator
+        self._factory = evaluator_factory  # Python-level injection (tests); None: proxy
         self._reporter = reporter or NullReporter()
         self._queue: collections.deque[EvalRequest] = collections.deque()
         self.worker_id = f"serial:{os.getpid()}"
@@ -52,7 +54,7 @@ class SerialExecutor(Executor):
 
     def _get_evaluator(self) -> Evaluator:
         if self._evaluator is None:
-            self._evaluator = make_evaluator(self._experiment)
+            self._evaluator = make_evaluator(self._experiment, self._factory)
         return self._evaluator
 
     def shutdown(self) -> None:

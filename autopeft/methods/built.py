@@ -88,6 +88,22 @@ class Built:
                 p.copy_(t.to(p.dtype))
 
 
+# Module parameters that change neither which weights exist nor their shapes, only how
+# they are used in training (LoRA's alpha scales the update, dropout masks the input): a
+# checkpoint is valid for any value of them. PBT explores exactly these (with the
+# learning rate), so a child that copies its parent and perturbs them must load the
+# parent's weights. Everything else (type, layers, targets, rank, size, init...) must match.
+WEIGHT_NEUTRAL_PARAMS = frozenset({"alpha", "dropout"})
+
+
 def _modules_key(c: Candidate) -> str:
-    """Architecture identity: the modules, not the training hyperparameters."""
-    return c.architecture_key()  # also drops a module's own learning rate (recipes branch)
+    """Architecture identity: the modules, without the training hyperparameters (the
+    candidate's or a module's own) and without the module parameters that leave the
+    weights as they are."""
+    from autopeft.candidate import ModuleConfig
+
+    modules = tuple(
+        ModuleConfig(m.type, {k: v for k, v in m.params.items()
+                              if k not in WEIGHT_NEUTRAL_PARAMS}, m.layers)
+        for m in c.modules)
+    return Candidate(modules, {}, c.num_layers).architecture_key()

@@ -30,28 +30,57 @@ __all__ = [
 ]
 
 
-def open_storage(url: str | None = None) -> "Storage":
+def open_storage(url: str | None = None, *, create: bool = True,
+                 study: str | None = None) -> "Storage":
     """Open (and, if it holds no autopeft schema yet, create) the storage at `url`.
 
     None means ``sqlite:///autopeft.db`` in the current directory. Raises StorageError for
     a malformed or unsupported URL, an unreachable server, or a schema at another revision
     (the message names `autopeft db upgrade`); nothing is written in any of those cases.
+
+    create=False is for commands that only read an existing study (ls, show, export,
+    report, resume): a missing SQLite file or a database without the autopeft schema
+    raises NoDatabaseError ("no database at PATH") and nothing is created; `study`, the
+    name the command was given, is named in that message.
     """
     require("sqlalchemy")
     require("alembic")
     from autopeft.storage.engine import display_url, make_engine, resolve_url
     from autopeft.storage.rdb import Storage
-    from autopeft.storage.schema import ensure_schema
+    from autopeft.storage.schema import check_usable, ensure_schema, read_state
 
     resolved = resolve_url(url)
     where = display_url(resolved)
+    if not create and resolved.get_backend_name() == "sqlite":
+        if not Path(resolved.database).is_file():  # connecting would create the file
+            raise _no_database(f"no database at {resolved.database}", study)
     engine = make_engine(resolved)
     try:
-        ensure_schema(engine, where)
+        if create:
+            ensure_schema(engine, where)
+        else:
+            state = read_state(engine, where)
+            if state.current is None and not state.has_tables:
+                raise _no_database(f"the database {where} holds no autopeft studies (no "
+                                   f"autopeft schema)", study)
+            check_usable(state, where)
     except BaseException:
         engine.dispose()
         raise
     return Storage(engine, where)
+
+
+def _no_database(what: str, study: str | None) -> Exception:
+    from autopeft.exceptions import NoDatabaseError
+
+    head = f"no study named {study!r}: {what}" if study is not None else (
+        f"{what}, so it holds no study")
+    error = NoDatabaseError(
+        f"{head}; nothing was created.\n  fix: run the command in "
+        f"the folder that holds autopeft.db, pass --storage URL, or start a study with "
+        f"`autopeft search --space default.yaml`")
+    error.what = what
+    return error
 
 
 def upgrade_database(url: str | None = None) -> tuple[str | None, str]:

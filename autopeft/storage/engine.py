@@ -42,25 +42,47 @@ def resolve_url(url: str | None) -> URL:
         raise StorageError(f"the storage URL is empty.\n  fix: pass --storage with e.g. "
                            f"{URL_EXAMPLES}")
     text = url.strip()
+    shown = mask_url(text)
     scheme = text.split(":", 1)[0]
     try:
         parsed = make_url(text)
     except sa.exc.NoSuchModuleError:
-        raise StorageError(_unsupported(scheme, text)) from None
+        raise StorageError(_unsupported(scheme, shown)) from None
     except (sa.exc.ArgumentError, ValueError) as exc:
+        # The parser's words quote pieces of the URL; with credentials in it those pieces
+        # may be the password (or part of it), so they are not repeated then.
+        said = (str(exc) if shown == text else
+                "it does not parse (is the port a number? are '@', ':' and '/' in the "
+                "password %-encoded?)")
         raise StorageError(
-            f"malformed storage URL {text!r}: {exc}.\n  fix: use {URL_EXAMPLES}") from None
+            f"malformed storage URL {shown!r}: {said}.\n  fix: use {URL_EXAMPLES}") from None
+    if parsed.password:  # whatever form the URL took, its parsed password never shows
+        shown = shown.replace(str(parsed.password), "***")
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED_BACKENDS:
-        raise StorageError(_unsupported(backend, text))
+        raise StorageError(_unsupported(backend, shown))
     if backend == "sqlite":
-        return _resolve_sqlite(parsed, text)
-    return _resolve_postgresql(parsed, text)
+        return _resolve_sqlite(parsed, shown)
+    return _resolve_postgresql(parsed, shown)
 
 
 def display_url(url: URL) -> str:
     """The URL as shown to people: password hidden."""
     return url.render_as_string(hide_password=True)
+
+
+# user:password@ in a URL that may not parse: "scheme://" then a user part, a colon, and
+# everything up to the last "@" before the path (a password may itself hold "@" or ":").
+_CREDENTIALS = re.compile(r"^(?P<head>[^:/?#]*://[^:/?#@]*):(?P<secret>[^/?#]*)@")
+
+
+def mask_url(text: str) -> str:
+    """A URL string with its password replaced by ***, also when it is malformed.
+
+    Every message that quotes the text the user typed goes through this: a URL that
+    SQLAlchemy cannot parse is exactly the one whose password display_url cannot hide.
+    """
+    return _CREDENTIALS.sub(lambda m: f"{m['head']}:***@", text, count=1)
 
 
 def _unsupported(backend: str, text: str) -> str:
@@ -120,7 +142,8 @@ def make_engine(url: URL) -> Engine:
             f"  fix: pip install {exc.name}, or use postgresql://... (psycopg2, installed "
             f"with 'autopeft[storage]')") from None
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(describe_error(exc, display_url(url), "open the database")) from exc
+        raise StorageError(describe_error(exc, display_url(url), "open the database",
+                                          url.password)) from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -152,10 +175,15 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def describe_error(exc: BaseException, where: str, action: str) -> str:
-    """One clear message for a driver error: what we tried, where, what the driver said."""
+def describe_error(exc: BaseException, where: str, action: str,
+                   secret: object = None) -> str:
+    """One clear message for a driver error: what we tried, where, what the driver said.
+
+    `secret` (the URL's password) is masked if the driver's words quote it back."""
     orig = getattr(exc, "orig", None) or exc
-    said = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    said = mask_url((str(orig).strip().splitlines() or [type(orig).__name__])[0])
+    if secret:
+        said = said.replace(str(secret), "***")
     text = str(orig).lower()
     if isinstance(exc, sa.exc.OperationalError) and _is_connect_failure(text):
         return (f"cannot connect to the database {where} to {action}: {said}\n"

@@ -105,7 +105,8 @@ class Storage:
                 session.commit()
         except sa.exc.SQLAlchemyError as exc:
             self._rollback(session)
-            raise StorageError(describe_error(exc, self.url, action)) from exc
+            raise StorageError(describe_error(exc, self.url, action,
+                                              self._engine.url.password)) from exc
         except BaseException:  # our own errors, KeyboardInterrupt...: undo, then re-raise
             self._rollback(session)
             raise
@@ -347,8 +348,12 @@ class Storage:
 
     def finish_trial(self, name: str, number: int, state: TrialState | str,
                      metrics: Metrics | None = None, reward: float | None = None,
-                     feasible: bool | None = None, error: str | None = None) -> TrialRecord:
-        """Finish a trial, once: COMPLETE and PRUNED need metrics; FAILED may have none."""
+                     feasible: bool | None = None, error: str | None = None, *,
+                     worker: str | None = None) -> TrialRecord:
+        """Finish a trial, once: COMPLETE and PRUNED need metrics; FAILED may have none.
+
+        `worker`, when given, replaces the one set_trial_running stored: an executor with
+        a pool (Ray) learns which of its workers ran the trial only from the outcome."""
         final = to_state(state)
         if not final.finished:
             raise StorageError(f"finish_trial needs a finished state "
@@ -366,6 +371,8 @@ class Storage:
             row.reward = finite_or_none(reward)
             row.feasible = None if feasible is None else bool(feasible)
             row.error = None if error is None else str(error)
+            if worker is not None:
+                row.worker = str(worker)[:MAX_NAME_LENGTH]
             row.finished_at = now()
             return trial_record(row)
 

@@ -102,11 +102,12 @@ def ensure_schema(engine: Engine, where: str) -> SchemaState:
                 raise
             logger.info("another process created the schema in %s at the same moment", where)
         return read_state(engine, where)
-    _check_usable(state, where)
+    check_usable(state, where)
     return state
 
 
-def _check_usable(state: SchemaState, where: str) -> None:
+def check_usable(state: SchemaState, where: str) -> None:
+    """Refuse a schema this autopeft cannot use (no version, older, newer)."""
     if state.at_head:
         return
     if state.current is None:
@@ -130,7 +131,8 @@ def read_state(engine: Engine, where: str) -> SchemaState:
         with engine.connect() as connection:
             return schema_state(connection)
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(describe_error(exc, where, "read the schema version")) from exc
+        raise StorageError(describe_error(exc, where, "read the schema version",
+                                          engine.url.password)) from exc
 
 
 def upgrade(engine: Engine, where: str) -> tuple[str | None, str]:
@@ -143,15 +145,16 @@ def upgrade(engine: Engine, where: str) -> tuple[str | None, str]:
     with _MIGRATION_LOCK:
         before = read_state(engine, where)
         if before.unknown:
-            _check_usable(before, where)  # raises: never "upgrade" a newer schema
+            check_usable(before, where)  # raises: never "upgrade" a newer schema
         if before.current is None and before.has_tables:
-            _check_usable(before, where)  # raises: tables we did not version
+            check_usable(before, where)  # raises: tables we did not version
         if before.at_head:
             return before.current, before.head
         try:
             with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
                 command.upgrade(alembic_config(connection), "head")
         except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(describe_error(exc, where, "upgrade the schema")) from exc
+            raise StorageError(describe_error(exc, where, "upgrade the schema",
+                                              engine.url.password)) from exc
     logger.info("upgraded %s from schema revision %s to %s", where, before.current, before.head)
     return before.current, before.head

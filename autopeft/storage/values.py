@@ -10,6 +10,7 @@ import math
 from typing import Any, Mapping
 
 from autopeft.exceptions import StorageError
+from autopeft.names import RULE, study_name_problem
 from autopeft.records import Cost, Metrics, TrialRecord, TrialState
 from autopeft.storage.models import StudyRow, TrialRow
 from autopeft.storage.snapshots import StudyInfo, StudySpec
@@ -84,9 +85,9 @@ def check_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise StorageError(f"a study name must be a non-empty string without surrounding "
                            f"spaces, got {name!r}")
-    if len(name) > MAX_NAME_LENGTH:
-        raise StorageError(f"study name {name[:40]!r}... is {len(name)} characters long; "
-                           f"the limit is {MAX_NAME_LENGTH}")
+    problem = study_name_problem(name)  # it becomes a folder under --runs-dir
+    if problem:
+        raise StorageError(f"{problem}\n  fix: use {RULE}")
     return name
 
 

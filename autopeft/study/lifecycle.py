@@ -174,10 +174,13 @@ def stored_preset(storage: Any, name: str) -> Any:
 # -- resume ---------------------------------------------------------------------------------
 def load_context(storage: Any, name: str, *, check_space_file: bool = True) -> StudyContext:
     """Rebuild a stored study's bound space and config; refuse a changed space file."""
+    from autopeft.config import check_no_code_hooks
     from autopeft.models import model_info
+    from autopeft.names import study_dir
     from autopeft.space import load_space, parse_space
 
     info = storage.get_study(name)
+    check_no_code_hooks(info.experiment, f"<study {name}>")  # nothing imported from a row
     space = parse_space(info.space_text, info.space_source or f"<study {name}>")
     if check_space_file and info.space_source and Path(info.space_source).is_file():
         current = load_space(info.space_source)
@@ -193,7 +196,7 @@ def load_context(storage: Any, name: str, *, check_space_file: bool = True) -> S
     attrs = storage.get_study_attrs(name)
     return StudyContext(name=name, space=bound, experiment=experiment, seed=int(info.seed),
                         n_trials=int(info.n_trials),
-                        runs_dir=Path(attrs.get(RUNS_DIR_ATTR, DEFAULT_RUNS_DIR)) / name)
+                        runs_dir=study_dir(attrs.get(RUNS_DIR_ATTR, DEFAULT_RUNS_DIR), name))
 
 
 def restore_controller(storage: Any, name: str, ctx: StudyContext) -> Any:
@@ -265,20 +268,22 @@ def resume_study(storage: Any, name: str, *, executor_factory: ExecutorFactory,
 
 # -- executors ------------------------------------------------------------------------------
 def executor_factory(kind: str = "auto", *, workers: int = 1, ray_address: str | None = None,
-                     evaluator: Any = None) -> ExecutorFactory:
+                     evaluator: Any = None, evaluator_factory: Any = None) -> ExecutorFactory:
     """A factory for `resume_study`: serial in-process, or Ray (kind "auto": Ray when
     workers > 1 or an address is given). `evaluator` (serial only) is an Evaluator to use
-    instead of the experiment's, e.g. a fake in tests."""
+    instead of the experiment's, e.g. a fake in tests; `evaluator_factory`
+    (experiment -> Evaluator) does the same on every executor, Ray workers included."""
     def make(experiment: Mapping[str, Any], pruner: Any = None) -> Any:
         return make_executor(experiment, pruner, kind=kind, workers=workers,
-                             ray_address=ray_address, evaluator=evaluator)
+                             ray_address=ray_address, evaluator=evaluator,
+                             evaluator_factory=evaluator_factory)
 
     return make
 
 
 def make_executor(experiment: Mapping[str, Any], pruner: Any = None, *, kind: str = "auto",
                   workers: int = 1, ray_address: str | None = None,
-                  evaluator: Any = None) -> Any:
+                  evaluator: Any = None, evaluator_factory: Any = None) -> Any:
     workers = workers or 1
     if kind == "auto":
         kind = "ray" if (workers > 1 or ray_address) else "serial"
@@ -286,7 +291,8 @@ def make_executor(experiment: Mapping[str, Any], pruner: Any = None, *, kind: st
         from autopeft.executors.reporting import PrunerReporter
         from autopeft.executors.serial import SerialExecutor
 
-        return SerialExecutor(experiment, reporter=PrunerReporter(pruner), evaluator=evaluator)
+        return SerialExecutor(experiment, reporter=PrunerReporter(pruner), evaluator=evaluator,
+                              evaluator_factory=evaluator_factory)
     if evaluator is not None:
         raise ConfigError("an evaluator object can only be given to the serial executor",
                           value=kind, fix="use kind='serial'")
@@ -295,4 +301,4 @@ def make_executor(experiment: Mapping[str, Any], pruner: Any = None, *, kind: st
     res = experiment.get("resources", {}) or {}
     return RayExecutor(experiment, workers=workers, address=ray_address,
                        cpus_per_trial=res.get("cpus", 1), gpus_per_trial=res.get("gpus", 0),
-                       pruner=pruner)
+                       pruner=pruner, evaluator_factory=evaluator_factory)

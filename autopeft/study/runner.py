@@ -212,13 +212,13 @@ class StudyRunner:
             reward, feasible, reasons = score(m, self.ctx.experiment)
             state = TrialState.PRUNED if m.pruned else TrialState.COMPLETE
             self.storage.finish_trial(name, record.number, state, m, reward, feasible,
-                                      "; ".join(reasons) or None)
+                                      "; ".join(reasons) or None, worker=outcome.worker)
             if m.checkpoint:
                 self.storage.add_artifact(name, record.number, "checkpoint", m.checkpoint)
             self._consecutive_failures = 0
         else:
             self.storage.finish_trial(name, record.number, TrialState.FAILED, None, None,
-                                      None, outcome.error)
+                                      None, outcome.error, worker=outcome.worker)
             self._consecutive_failures += 1
         finished = self.storage.get_trial(name, record.number)
         self.controller.tell(finished)

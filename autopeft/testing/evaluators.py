@@ -30,8 +30,10 @@ Evaluators:
   train_seconds is the nominal `sleep`, not a measured time (except `cpu_bound`).
 - `StepPruner`: a scripted pruner that remembers what it was asked.
 
-The old module paths autopeft.testing.study_fakes and autopeft.testing.ray_fakes still
-work (`evaluator: autopeft.testing.study_fakes:analytic` in experiment files).
+Fakes are injected from Python only (`autopeft.cli.main(argv, evaluator_factory=...)`,
+`executor_factory(evaluator_factory=...)`, or `python -m autopeft.testing.fake_cli`):
+no YAML file or database row names code to import. The old module paths
+autopeft.testing.study_fakes and autopeft.testing.ray_fakes still work.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The executors' fake evaluators: now in autopeft.testing.evaluators (one module for every
-fake evaluator and the fake cost). This path stays for experiments and tests that name
-`autopeft.testing.ray_fakes:<factory>`."""
+fake evaluator and the fake cost). This path stays for tests and
+experiments that import from it."""
 from autopeft.testing.evaluators import (
     BASE_PARAMS,
     FakeEvaluator,
