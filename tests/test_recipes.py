@@ -184,21 +184,23 @@ def test_rebuild_from_trials_equals_the_uninterrupted_run(name, cut):
 
 # -- studies --------------------------------------------------------------------------
 
-FAKE = "autopeft.testing.study_fakes:analytic"
+def _fake_main(argv):  # the CLI with the analytic fake injected from Python
+    from autopeft.cli import main
+    from autopeft.testing.evaluators import analytic
+
+    return main(argv, evaluator_factory=analytic)
 
 
 def _search(tmp_path, monkeypatch, *extra):
-    from autopeft.cli import main
-
     monkeypatch.chdir(tmp_path)
     exp = tmp_path / "fake.yaml"
-    exp.write_text(f"name: fake\nmodel: minilm\nevaluator: {FAKE}\n")
-    return main(["search", "--space", "default.yaml", "--experiment", str(exp),
-                 "--study", "s", "--quiet", *extra])
+    exp.write_text("name: fake\nmodel: minilm\n")
+    return _fake_main(["search", "--space", "default.yaml", "--experiment", str(exp),
+                       "--study", "s", "--quiet", *extra])
 
 
 def test_a_study_begins_with_the_recipes_and_show_marks_them(tmp_path, monkeypatch, capsys):
-    from autopeft.cli import main
+    main = _fake_main
 
     assert _search(tmp_path, monkeypatch, "--trials", "9", "--controller", "tpe") == 0
     capsys.readouterr()
@@ -216,7 +218,7 @@ def test_a_study_begins_with_the_recipes_and_show_marks_them(tmp_path, monkeypat
 
 
 def test_no_recipes_flag_and_a_budget_note(tmp_path, monkeypatch, capsys):
-    from autopeft.cli import main
+    main = _fake_main
 
     assert _search(tmp_path, monkeypatch, "--trials", "2", "--no-recipes") == 0
     capsys.readouterr()
