@@ -55,6 +55,7 @@ def create_app(storage_url: str | None = None, *, poll_seconds: float = 1.0) -> 
     reader = Reader(storage_url)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = _fmt
     flags = export_flags()
     poll_ms = max(200, int(1000 * poll_seconds))
 
@@ -154,6 +155,15 @@ def create_app(storage_url: str | None = None, *, poll_seconds: float = 1.0) -> 
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.reader = reader
     return app
+
+
+def _fmt(value: Any) -> str:
+    """A stored value as the trial page shows it: floats to 6 significant digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def _required(request: Request, key: str) -> str:

@@ -86,8 +86,14 @@ class Reader:
         best = ranked[0] if ranked and ranked[0].feasible else None
         command, notes = ranking.export_command(  # the URL as shown: password hidden
             name, stored, picked, export_flags or set(), storage.url if self.url else None)
+        summary = study_row(info)
+        # counts from the same read as the table, so the two never disagree on the page
+        summary["counts"] = {s.value: sum(t.state is s for t in trials) for s in TrialState}
+        summary["finished"] = sum(t.state.finished for t in trials)
+        if summary["n_trials"]:
+            summary["progress"] = min(1.0, summary["finished"] / summary["n_trials"])
         return {
-            "study": study_row(info),
+            "study": summary,
             "trials": rows,
             "plots": all_series(trials, live),
             "ranking": {"stored": stored, "chosen": picked,

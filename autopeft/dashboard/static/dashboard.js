@@ -40,14 +40,22 @@ var autopeft = (function () {
   }
   function plot(id, traces, layout) {
     var base = {margin: {l: 55, r: 15, t: 40, b: 45}, height: 320, legend: {orientation: "h", y: -0.25}};
-    Plotly.react(id, traces, Object.assign(base, layout), {displaylogo: false, responsive: true});
+    layout = Object.assign(base, layout);
+    ["xaxis", "yaxis"].forEach(function (a) { layout[a] = Object.assign({zeroline: false}, layout[a]); });
+    layout.title = Object.assign({x: 0.02, xanchor: "left"}, layout.title);
+    // no mode bar: it covers the titles; drag still zooms and a double click resets
+    Plotly.react(id, traces, layout, {displayModeBar: false, responsive: true});
   }
 
   // -- studies ------------------------------------------------------------------------
   function studiesPage() {
     var body = document.querySelector("#studies tbody"), msg = document.getElementById("message");
+    var last = null;
     loop(function () {
       return getJSON("/api/studies").then(function (data) {
+        var sig = JSON.stringify(data);
+        if (sig === last) return;  // unchanged: keep the rows as they are
+        last = sig;
         msg.hidden = !data.message; msg.textContent = data.message || "";
         body.replaceChildren();
         data.studies.forEach(function (s) {
@@ -106,9 +114,11 @@ var autopeft = (function () {
       state.data = data;
       if (!state.controlsSet) { setControls(data.ranking.stored); state.controlsSet = true; }
       renderProgress(data.study);
-      renderRanking(data.ranking);
-      renderTable();
-      renderPlots(data.plots);
+      // redraw only what changed, so a page left open does not flicker or lose a selection
+      var sig = JSON.stringify([data.trials, data.ranking]);
+      if (sig !== state.tableSig) { state.tableSig = sig; renderRanking(data.ranking); renderTable(); }
+      var psig = JSON.stringify(data.plots);
+      if (psig !== state.plotSig) { state.plotSig = psig; renderPlots(data.plots); }
     }
     function renderProgress(s) {
       var c = s.counts, frac = s.progress === null ? 0 : s.progress;
@@ -194,7 +204,10 @@ var autopeft = (function () {
       var imp = Object.entries(p.importance).slice(0, 15).reverse();
       plot("plot-importance", [{type: "bar", orientation: "h", x: imp.map(function (e) { return e[1]; }),
                                 y: imp.map(function (e) { return e[0]; })}],
-           {title: {text: "Which choices matter (η²)"}, margin: {l: 160, r: 15, t: 40, b: 45}, xaxis: {range: [0, 1]}});
+           {title: {text: "Which choices matter (η²)"}, margin: {l: 160, r: 15, t: 40, b: 45}, xaxis: {range: [0, 1]},
+            annotations: imp.length ? [] : [{text: "needs scored trials that differ in a decision", showarrow: false,
+                                             xref: "paper", yref: "paper", x: 0.5, y: 0.5}],
+            yaxis: {visible: imp.length > 0}});
     }
 
     document.querySelectorAll("#trials th").forEach(function (th) {
