@@ -108,6 +108,7 @@ def test_export_command_names_only_changed_settings_and_what_export_cannot_say()
     assert "cannot remove" in notes[0]
 
 
+@pytest.mark.slow  # `autopeft export` writes peft configs: it imports the ML stack
 def test_the_shown_export_command_exports_the_dashboard_best(tmp_path, monkeypatch, capsys):
     """Through the real CLI: `autopeft export` with the page's flags picks the page's best."""
     monkeypatch.chdir(tmp_path)
@@ -264,3 +265,25 @@ def test_dashboard_json_is_plain_json(study_url):
         text = c.get("/api/study", params={"name": "s"}).text
     assert "NaN" not in text and "Infinity" not in text
     json.loads(text)
+
+
+def test_a_poll_with_nothing_new_reads_no_trials_and_a_change_is_seen(tmp_path, monkeypatch):
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    storage = open_storage(db)
+    make_study(storage, "s", SMALL_BIG)
+    with _client(db) as c:
+        first = c.get("/api/study", params={"name": "s"}).json()
+        reader = c.app.state.reader
+        calls = []
+        real = reader.storage().get_trials
+        monkeypatch.setattr(reader.storage(), "get_trials",
+                            lambda *a, **k: calls.append(a) or real(*a, **k))
+        same = c.get("/api/study", params={"name": "s", "since": first["version"]}).json()
+        assert same == {"unchanged": True, "version": first["version"]} and calls == []
+        other = c.get("/api/study", params={"name": "s", "lam": "20",
+                                            "since": first["version"]}).json()
+        assert other["ranking"]["best"]["number"] == 0  # new settings: a new version
+        storage.create_trial("s", {"module": "lora"}, {"modules": []})  # the search moves on
+        new = c.get("/api/study", params={"name": "s", "since": first["version"]}).json()
+        assert new["version"] != first["version"] and len(new["trials"]) == 6
+        assert [r["state"] for r in new["trials"]][-1] == "pending"

@@ -97,7 +97,8 @@ def create_app(storage_url: str | None = None, *, poll_seconds: float = 1.0) -> 
         chosen = {key: _number(request, key) for key, _, _ in ranking.CONTROLS
                   if key in request.query_params}
         try:
-            return JSONResponse(reader.study(name, chosen, flags))
+            return JSONResponse(reader.study(name, chosen, flags,
+                                             since=request.query_params.get("since")))
         except NoDatabase as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
 

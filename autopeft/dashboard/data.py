@@ -35,6 +35,9 @@ class Reader:
         self.url = url
         self._storage: Any = None
         self._lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._pages: dict[str, dict[str, Any]] = {}   # version -> the study page's data
+        self._rows: dict[tuple[int, int], dict[str, Any]] = {}  # finished trials' rows
 
     def storage(self) -> Any:
         with self._lock:
@@ -69,20 +72,34 @@ class Reader:
             raise NotFound(str(exc)) from None
 
     def study(self, name: str, chosen: Mapping[str, float | None] | None = None,
-              export_flags: set[str] | None = None) -> dict[str, Any]:
+              export_flags: set[str] | None = None, since: str | None = None
+              ) -> dict[str, Any]:
+        """The study page's data. Reading every trial costs far more than reading the
+        study row, so the trials are read only when the study row says something changed
+        (`version`), or REFRESH_S passed; a client that already has `since` gets
+        {"unchanged": true}."""
         storage = self.storage()
         info = self.info(name)
-        trials = storage.get_trials(name)
-        live = {}
-        if any(t.state is TrialState.RUNNING for t in trials):
-            live = storage.get_all_intermediates(name)
         stored = ranking.settings(info.experiment)
         picked = {**stored, **{k: v for k, v in (chosen or {}).items() if k in stored}}
         if picked.get("lam") is None:
             picked["lam"] = stored["lam"]
+        version = _version(info, picked)
+        if since == version:
+            return {"unchanged": True, "version": version}
+        with self._cache_lock:
+            cached = self._pages.get(version)
+        if cached is not None:
+            return cached
+        trials = storage.get_trials(name)
+        live = {}
+        if any(t.state is TrialState.RUNNING for t in trials):
+            live = storage.get_all_intermediates(name)
         ranked = ranking.rank(trials, info.experiment, picked)
         order = {r.trial.number: (i + 1, r) for i, r in enumerate(ranked)}
-        rows = [trial_row(t, *order.get(t.number, (None, None))) for t in trials]
+        rows = [self._row(info.study_id, t, *order.get(t.number, (None, None)))
+                for t in trials]
+        by_number = {r["number"]: r for r in rows}
         best = ranked[0] if ranked and ranked[0].feasible else None
         command, notes = ranking.export_command(  # the URL as shown: password hidden
             name, stored, picked, export_flags or set(), storage.url if self.url else None)
@@ -92,16 +109,36 @@ class Reader:
         summary["finished"] = sum(t.state.finished for t in trials)
         if summary["n_trials"]:
             summary["progress"] = min(1.0, summary["finished"] / summary["n_trials"])
-        return {
+        page = {
+            "version": version,
             "study": summary,
             "trials": rows,
             "plots": all_series(trials, live),
             "ranking": {"stored": stored, "chosen": picked,
                         "order": [r.trial.number for r in ranked],
-                        "best": None if best is None else trial_row(best.trial, 1, best),
+                        "best": None if best is None else by_number[best.trial.number],
                         "command": command if best is not None else None,
                         "notes": notes},
         }
+        with self._cache_lock:
+            self._pages[version] = page
+            while len(self._pages) > 8:  # a few settings of a few studies
+                self._pages.pop(next(iter(self._pages)))
+        return page
+
+    def _row(self, study_id: int, t: TrialRecord, rank: int | None,
+             ranked: ranking.Ranked | None) -> dict[str, Any]:
+        """trial_row, with the part that cannot change cached for finished trials."""
+        if not t.state.finished:
+            return trial_row(t, rank, ranked)
+        key = (study_id, t.number)
+        with self._cache_lock:
+            base = self._rows.get(key)
+        if base is None:
+            base = trial_row(t)
+            with self._cache_lock:
+                self._rows[key] = base
+        return {**base, **_ranked_fields(t, rank, ranked)}
 
     def trial(self, name: str, number: int) -> dict[str, Any]:
         storage = self.storage()
@@ -162,16 +199,35 @@ def trial_row(t: TrialRecord, rank: int | None = None,
         "flops_pct": None if cost is None else _num(100 * cost.flops_ratio),
         "latency_pct": (None if cost is None or cost.latency_ratio is None
                         else _num(100 * cost.latency_ratio)),
-        "reward": _num(ranked.reward if ranked is not None else t.reward),
+        **_ranked_fields(t, rank, ranked),
         "stored_reward": _num(t.reward),
-        "feasible": ranked.feasible if ranked is not None else t.feasible,
-        "reasons": list(ranked.reasons) if ranked is not None else [],
-        "rank": rank,
         "duration": None if t.started_at is None or end is None else max(0.0, end - t.started_at),
         "worker": t.worker,
         "recipe": recipe(t),
         "error": None if not t.error else t.error.strip().splitlines()[0][:200],
     }
+
+
+def _ranked_fields(t: TrialRecord, rank: int | None,
+                   ranked: ranking.Ranked | None) -> dict[str, Any]:
+    return {"rank": rank,
+            "reward": _num(ranked.reward if ranked is not None else t.reward),
+            "feasible": ranked.feasible if ranked is not None else t.feasible,
+            "reasons": list(ranked.reasons) if ranked is not None else []}
+
+
+REFRESH_S = 10  # a page with nothing new still gets fresh data this often (durations...)
+
+
+def _version(info: Any, picked: Mapping[str, Any]) -> str:
+    """Changes whenever the study row shows a change: every trial created, started or
+    finished moves a state count, and the search sets the status at start and end."""
+    import hashlib
+
+    key = json.dumps([info.study_id, info.name, info.status, info.counts, info.n_trials,
+                      info.updated_at, info.best_reward, picked,
+                      int(time.time() // REFRESH_S)], sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def candidate_summary(candidate: Mapping[str, Any]) -> str:

@@ -99,6 +99,7 @@ var autopeft = (function () {
 
     function query() {
       var q = "name=" + encodeURIComponent(name);
+      if (state.data && state.data.version) q += "&since=" + state.data.version;
       if (state.controlsSet) controls.forEach(function (k) {
         q += "&" + k + "=" + encodeURIComponent(document.getElementById("ctl-" + k).value);
       });
@@ -111,6 +112,7 @@ var autopeft = (function () {
       });
     }
     function render(data) {
+      if (data.unchanged) return;  // the server saw nothing new since our version
       state.data = data;
       if (!state.controlsSet) { setControls(data.ranking.stored); state.controlsSet = true; }
       renderProgress(data.study);
