@@ -268,6 +268,8 @@ def test_dashboard_json_is_plain_json(study_url):
 
 
 def test_a_poll_with_nothing_new_reads_no_trials_and_a_change_is_seen(tmp_path, monkeypatch):
+    from autopeft.dashboard import data
+
     db = f"sqlite:///{tmp_path / 'v.db'}"
     storage = open_storage(db)
     make_study(storage, "s", SMALL_BIG)
@@ -279,11 +281,20 @@ def test_a_poll_with_nothing_new_reads_no_trials_and_a_change_is_seen(tmp_path, 
         monkeypatch.setattr(reader.storage(), "get_trials",
                             lambda *a, **k: calls.append(a) or real(*a, **k))
         same = c.get("/api/study", params={"name": "s", "since": first["version"]}).json()
-        assert same == {"unchanged": True, "version": first["version"]} and calls == []
+        assert same["unchanged"] and same["version"] == first["version"] and calls == []
+        assert same["study"]["finished"] == 5
         other = c.get("/api/study", params={"name": "s", "lam": "20",
                                             "since": first["version"]}).json()
-        assert other["ranking"]["best"]["number"] == 0  # new settings: a new version
+        assert other["ranking"]["best"]["number"] == 0  # new settings: answered at once
+        assert len(calls) == 1
         storage.create_trial("s", {"module": "lora"}, {"modules": []})  # the search moves on
+        # a change within the throttle gap: fresh progress, the table follows later
+        monkeypatch.setattr(data, "MIN_GAP_S", 3600.0)
+        held = c.get("/api/study", params={"name": "s", "since": first["version"]}).json()
+        assert held["unchanged"] and held["study"]["counts"]["pending"] == 1
+        assert len(calls) == 1
+        monkeypatch.setattr(data, "MIN_GAP_S", 0.0)
+        monkeypatch.setattr(data, "DUTY_GAP", 0.0)
         new = c.get("/api/study", params={"name": "s", "since": first["version"]}).json()
         assert new["version"] != first["version"] and len(new["trials"]) == 6
         assert [r["state"] for r in new["trials"]][-1] == "pending"

@@ -36,7 +36,8 @@ class Reader:
         self._storage: Any = None
         self._lock = threading.Lock()
         self._cache_lock = threading.Lock()
-        self._pages: dict[str, dict[str, Any]] = {}   # version -> the study page's data
+        # (study id, settings) -> (the study page's data, when it was read, seconds it took)
+        self._pages: dict[str, tuple[dict[str, Any], float, float]] = {}
         self._rows: dict[tuple[int, int], dict[str, Any]] = {}  # finished trials' rows
 
     def storage(self) -> Any:
@@ -74,10 +75,17 @@ class Reader:
     def study(self, name: str, chosen: Mapping[str, float | None] | None = None,
               export_flags: set[str] | None = None, since: str | None = None
               ) -> dict[str, Any]:
-        """The study page's data. Reading every trial costs far more than reading the
-        study row, so the trials are read only when the study row says something changed
-        (`version`), or REFRESH_S passed; a client that already has `since` gets
-        {"unchanged": true}."""
+        """The study page's data.
+
+        Reading every trial costs far more than reading the study row, so:
+        - the trials are read only when the study row shows a change (`version`), or
+          REFRESH_S passed; a client that already has `since` gets only the fresh
+          progress ({"unchanged": true, "study": ...});
+        - while a fast search changes the study all the time, the trials are read again
+          only after DUTY_GAP times as long as the last read took (and at least
+          MIN_GAP_S), so an open page costs the search's machine a bounded share of a
+          core, however fast trials finish. New settings are always answered at once.
+        """
         storage = self.storage()
         info = self.info(name)
         stored = ranking.settings(info.experiment)
@@ -85,12 +93,19 @@ class Reader:
         if picked.get("lam") is None:
             picked["lam"] = stored["lam"]
         version = _version(info, picked)
-        if since == version:
-            return {"unchanged": True, "version": version}
+        key = json.dumps([info.study_id, picked], sort_keys=True)
         with self._cache_lock:
-            cached = self._pages.get(version)
+            cached = self._pages.get(key)
         if cached is not None:
-            return cached
+            page, at, cost = cached
+            fresh = page["version"] == version
+            throttled = time.monotonic() - at < max(MIN_GAP_S, DUTY_GAP * cost)
+            if since == page["version"] and (fresh or throttled):
+                return {"unchanged": True, "version": page["version"],
+                        "study": study_row(info)}
+            if fresh or (throttled and since is not None):
+                return page
+        started = time.monotonic()
         trials = storage.get_trials(name)
         live = {}
         if any(t.state is TrialState.RUNNING for t in trials):
@@ -121,7 +136,8 @@ class Reader:
                         "notes": notes},
         }
         with self._cache_lock:
-            self._pages[version] = page
+            self._pages.pop(key, None)
+            self._pages[key] = (page, time.monotonic(), time.monotonic() - started)
             while len(self._pages) > 8:  # a few settings of a few studies
                 self._pages.pop(next(iter(self._pages)))
         return page
@@ -217,6 +233,8 @@ def _ranked_fields(t: TrialRecord, rank: int | None,
 
 
 REFRESH_S = 10  # a page with nothing new still gets fresh data this often (durations...)
+MIN_GAP_S = 1.0  # full reads of one study's trials at most this often...
+DUTY_GAP = 20    # ...and at most 1/20 of the time: after a 0.3 s read, wait 6 s
 
 
 def _version(info: Any, picked: Mapping[str, Any]) -> str:

@@ -112,7 +112,10 @@ var autopeft = (function () {
       });
     }
     function render(data) {
-      if (data.unchanged) return;  // the server saw nothing new since our version
+      if (data.unchanged) {  // no new table yet: only the progress line is fresh
+        if (data.study) renderProgress(data.study);
+        return;
+      }
       state.data = data;
       if (!state.controlsSet) { setControls(data.ranking.stored); state.controlsSet = true; }
       renderProgress(data.study);
