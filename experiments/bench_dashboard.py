@@ -46,19 +46,24 @@ def _env() -> dict:
 
 
 class Poller(threading.Thread):
-    """Fetches the study page's JSON every `interval` seconds, as the open page does."""
+    """Fetches the study page's JSON every `interval` seconds, as the open page does:
+    sending back the version it has (`since`), so an unchanged study costs a study-row
+    read only."""
 
     def __init__(self, url: str, interval: float) -> None:
         super().__init__(daemon=True)
         self.url, self.interval = url, interval
         self.stop = threading.Event()
-        self.ok, self.seconds = 0, []
+        self.ok, self.full, self.seconds, self.version = 0, 0, [], None
 
     def run(self) -> None:
         while not self.stop.is_set():
             t0 = time.perf_counter()
             try:
-                urllib.request.urlopen(self.url, timeout=30).read()
+                url = self.url + (f"&since={self.version}" if self.version else "")
+                body = json.loads(urllib.request.urlopen(url, timeout=30).read())
+                self.version = body.get("version", self.version)
+                self.full += "trials" in body
                 self.ok += 1
                 self.seconds.append(time.perf_counter() - t0)
             except urllib.error.HTTPError:  # 404 until the search has created the study
@@ -66,6 +71,13 @@ class Poller(threading.Thread):
             except OSError:
                 pass
             self.stop.wait(max(0.0, self.interval - (time.perf_counter() - t0)))
+
+
+def _cpu_seconds(proc: subprocess.Popen) -> float:
+    """Wait for a child and return the CPU seconds (user + system) it used."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
 
 
 def one_run(trials: int, poll: float | None) -> dict:
@@ -92,18 +104,21 @@ def one_run(trials: int, poll: float | None) -> dict:
                     time.sleep(0.1)
             poller = Poller(base + "/api/study?name=bench", poll)
             poller.start()
+        server_cpu = None
         try:
-            subprocess.run([sys.executable, "-m", "autopeft", "search", "--space",
-                            "default.yaml", "--experiment", "fake.yaml", "--trials",
-                            str(trials), "--study", "bench", "--quiet", "--storage", db],
-                           cwd=work, env=_env(), check=True, stdout=subprocess.DEVNULL)
+            search = subprocess.Popen([sys.executable, "-m", "autopeft", "search", "--space",
+                                       "default.yaml", "--experiment", "fake.yaml", "--trials",
+                                       str(trials), "--study", "bench", "--quiet",
+                                       "--storage", db], cwd=work, env=_env(),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            search_cpu = _cpu_seconds(search)
         finally:
             if poller is not None:
                 poller.stop.set()
                 poller.join(timeout=30)
             if server is not None:
                 server.terminate()
-                server.wait(timeout=30)
+                server_cpu = _cpu_seconds(server)
         storage = open_storage(db)
         try:
             rows = storage.get_trials("bench")
@@ -112,10 +127,12 @@ def one_run(trials: int, poll: float | None) -> dict:
     first = min(t.started_at for t in rows if t.started_at is not None)
     last = max(t.finished_at for t in rows if t.finished_at is not None)
     out = {"trials": len(rows), "seconds": last - first,
-           "throughput": (len(rows) - 1) / (last - first)}
+           "throughput": (len(rows) - 1) / (last - first),
+           "search_cpu_ms_per_trial": 1000 * search_cpu / len(rows),
+           "dashboard_cpu_share": None if server_cpu is None else server_cpu / (last - first)}
     if poller is not None:
-        out.update(polls=poller.ok, poll_ms=1000 * statistics.mean(poller.seconds)
-                   if poller.seconds else None)
+        out.update(polls=poller.ok, full=poller.full,
+                   poll_ms=1000 * statistics.mean(poller.seconds) if poller.seconds else None)
     return out
 
 
@@ -136,20 +153,29 @@ def main() -> int:
         for name, poll in order:
             res = one_run(args.trials, poll)
             results[name].append(res)
-            print(f"repeat {r + 1} {name:<36} {res['throughput']:7.2f} trials/s"
-                  + (f"  ({res['polls']} polls, {res['poll_ms']:.0f} ms each)"
+            print(f"repeat {r + 1} {name:<36} {res['throughput']:7.2f} trials/s  search "
+                  f"{res['search_cpu_ms_per_trial']:.0f} CPU ms/trial"
+                  + ("" if res["dashboard_cpu_share"] is None else
+                     f"  dashboard {100 * res['dashboard_cpu_share']:.0f}% of a core")
+                  + (f"  ({res['polls']} polls, {res['full']} with the trials, "
+                     f"{res['poll_ms']:.0f} ms each)"
                      if res.get("polls") else ""), flush=True)
     base = statistics.mean(x["throughput"] for x in results[conditions[0][0]])
     print(f"\n{args.trials} fake trials per run, {args.repeats} repeats, SQLite (WAL), "
           f"{os.cpu_count()} CPUs")
-    print(f"{'condition':<38} {'trials/s (mean ± sd)':>22} {'vs none':>8} {'poll ms':>8}")
+    print(f"{'condition':<38} {'trials/s (mean ± sd)':>22} {'vs none':>8} {'poll ms':>8} "
+          f"{'search CPU ms/trial':>20} {'dashboard CPU %':>16}")
     for name, _ in conditions:
         tp = [x["throughput"] for x in results[name]]
         sd = statistics.stdev(tp) if len(tp) > 1 else 0.0
         ms = [x["poll_ms"] for x in results[name] if x.get("poll_ms")]
+        cpu = statistics.mean(x["search_cpu_ms_per_trial"] for x in results[name])
+        share = [x["dashboard_cpu_share"] for x in results[name]
+                 if x["dashboard_cpu_share"] is not None]
         print(f"{name:<38} {statistics.mean(tp):13.2f} ± {sd:5.2f} "
               f"{statistics.mean(tp) / base:8.3f} "
-              f"{(statistics.mean(ms) if ms else float('nan')):8.0f}")
+              f"{(statistics.mean(ms) if ms else float('nan')):8.0f} {cpu:20.0f} "
+              f"{(100 * statistics.mean(share) if share else float('nan')):16.1f}")
     return 0
 
 

@@ -39,6 +39,7 @@ class Reader:
         # (study id, settings) -> (the study page's data, when it was read, seconds it took)
         self._pages: dict[str, tuple[dict[str, Any], float, float]] = {}
         self._rows: dict[tuple[int, int], dict[str, Any]] = {}  # finished trials' rows
+        self._settings: dict[int, dict[str, float | None]] = {}  # study id -> λ, limits
 
     def storage(self) -> Any:
         with self._lock:
@@ -88,7 +89,12 @@ class Reader:
         """
         storage = self.storage()
         info = self.info(name)
-        stored = ranking.settings(info.experiment)
+        with self._cache_lock:  # a study's experiment never changes: parse it once
+            stored = self._settings.get(info.study_id)
+        if stored is None:
+            stored = ranking.settings(info.experiment)
+            with self._cache_lock:
+                self._settings[info.study_id] = stored
         picked = {**stored, **{k: v for k, v in (chosen or {}).items() if k in stored}}
         if picked.get("lam") is None:
             picked["lam"] = stored["lam"]
