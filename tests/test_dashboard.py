@@ -245,8 +245,9 @@ def test_reading_changes_nothing_and_leaves_no_transaction_open(tmp_path):
 def test_cli_binds_loopback_by_default_and_warns_for_another_host(monkeypatch, capsys, tmp_path):
     import uvicorn
 
-    calls = []
+    calls, nice = [], []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr("os.nice", nice.append)  # not this test process's priority
     monkeypatch.chdir(tmp_path)
     assert main(["dashboard"]) == 0
     assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8080
@@ -256,7 +257,7 @@ def test_cli_binds_loopback_by_default_and_warns_for_another_host(monkeypatch, c
     assert "no authentication" in capsys.readouterr().err
     assert main(["dashboard", "--port", "70000"]) == 1
     assert "--port" in capsys.readouterr().err
-    assert len(calls) == 2
+    assert len(calls) == 2 and nice == [10, 10]  # it yields the CPU to the search
     assert not (tmp_path / "autopeft.db").exists()  # starting it wrote nothing
 
 
@@ -289,6 +290,7 @@ def test_a_poll_with_nothing_new_reads_no_trials_and_a_change_is_seen(tmp_path, 
         assert len(calls) == 1
         storage.create_trial("s", {"module": "lora"}, {"modules": []})  # the search moves on
         # a change within the throttle gap: fresh progress, the table follows later
+        monkeypatch.setattr(data, "INFO_MAX_AGE_S", 0.0)
         monkeypatch.setattr(data, "MIN_GAP_S", 3600.0)
         held = c.get("/api/study", params={"name": "s", "since": first["version"]}).json()
         assert held["unchanged"] and held["study"]["counts"]["pending"] == 1

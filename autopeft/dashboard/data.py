@@ -40,6 +40,7 @@ class Reader:
         self._pages: dict[str, tuple[dict[str, Any], float, float]] = {}
         self._rows: dict[tuple[int, int], dict[str, Any]] = {}  # finished trials' rows
         self._settings: dict[int, dict[str, float | None]] = {}  # study id -> λ, limits
+        self._infos: dict[str, tuple[float, Any]] = {}  # study name -> (read at, StudyInfo)
 
     def storage(self) -> Any:
         with self._lock:
@@ -67,11 +68,23 @@ class Reader:
     def studies(self) -> list[dict[str, Any]]:
         return [study_row(info) for info in self.storage().list_studies()]
 
-    def info(self, name: str) -> Any:
+    def info(self, name: str, max_age: float = 0.0) -> Any:
+        """The study row; one read serves every request within `max_age` seconds (many
+        open tabs cost the database what one does)."""
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._infos.get(name)
+        if hit is not None and now - hit[0] < max_age:
+            return hit[1]
         try:
-            return self.storage().get_study(name)
+            info = self.storage().get_study(name)
         except StudyNotFoundError as exc:
             raise NotFound(str(exc)) from None
+        with self._cache_lock:
+            self._infos[name] = (now, info)
+            while len(self._infos) > 64:
+                self._infos.pop(next(iter(self._infos)))
+        return info
 
     def study(self, name: str, chosen: Mapping[str, float | None] | None = None,
               export_flags: set[str] | None = None, since: str | None = None
@@ -88,7 +101,7 @@ class Reader:
           core, however fast trials finish. New settings are always answered at once.
         """
         storage = self.storage()
-        info = self.info(name)
+        info = self.info(name, max_age=INFO_MAX_AGE_S)
         with self._cache_lock:  # a study's experiment never changes: parse it once
             stored = self._settings.get(info.study_id)
         if stored is None:
@@ -239,6 +252,7 @@ def _ranked_fields(t: TrialRecord, rank: int | None,
 
 
 REFRESH_S = 10  # a page with nothing new still gets fresh data this often (durations...)
+INFO_MAX_AGE_S = 0.5  # polls of one study within this share one read of its row
 MIN_GAP_S = 1.0  # full reads of one study's trials at most this often...
 DUTY_GAP = 20    # ...and at most 1/20 of the time: after a 0.3 s read, wait 6 s
 
