@@ -98,8 +98,7 @@ class Reader:
         - while a fast search changes the study all the time, the trials are read again
           only after DUTY_GAP times as long as the last read took (and at least
           MIN_GAP_S), so an open page costs the search's machine a bounded share of a
-          core (in CPU time), however fast trials finish. New settings are always
-          answered at once.
+          core, however fast trials finish. New settings are always answered at once.
         """
         storage = self.storage()
         info = self.info(name, max_age=INFO_MAX_AGE_S)
@@ -125,9 +124,7 @@ class Reader:
                         "study": study_row(info)}
             if fresh or (throttled and since is not None):
                 return page
-        # CPU seconds of this thread, not wall time: the server runs at a low priority,
-        # so on a busy machine wall time would count the waits for the search's CPU
-        started = time.thread_time()
+        started = time.monotonic()
         trials = storage.get_trials(name)
         live = {}
         if any(t.state is TrialState.RUNNING for t in trials):
@@ -159,7 +156,7 @@ class Reader:
         }
         with self._cache_lock:
             self._pages.pop(key, None)
-            self._pages[key] = (page, time.monotonic(), time.thread_time() - started)
+            self._pages[key] = (page, time.monotonic(), time.monotonic() - started)
             while len(self._pages) > 8:  # a few settings of a few studies
                 self._pages.pop(next(iter(self._pages)))
         return page
