@@ -40,3 +40,16 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# The dashboard's browser tests drive Debian's headless Chromium through its chromedriver
+# (Playwright's own browser download is not reachable here). Installed only when missing;
+# needs root (or sudo) for apt-get, as CI has.
+.PHONY: browser-deps
+test: browser-deps
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	else echo "installing chromium and chromium-driver (dashboard browser tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    chromium chromium-driver >/tmp/autopeft-browser-deps.log 2>&1 \
+	  || { cat /tmp/autopeft-browser-deps.log; exit 1; }; fi

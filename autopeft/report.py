@@ -4,47 +4,22 @@
 - accuracy vs trainable parameters with the Pareto front drawn,
 - per-decision importance: which choices matter.
 
-Importance is the share of the reward's variance that a decision's value explains
-(the correlation ratio eta^2 = between-group sum of squares / total sum of squares,
-Fisher 1925), computed over the completed trials in which the decision was active.
-It is cheap, needs no surrogate model and reads as "how much does this choice matter".
+The series come from autopeft.plots, which the dashboard draws from too; this module
+only renders them with matplotlib.
 """
 from __future__ import annotations
 
 import base64
 import html
 import io
-import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from autopeft.records import TrialRecord, TrialState
+from autopeft.plots import decision_importance, pareto_series, reward_series, scored_trials
+from autopeft.records import TrialRecord
 
-
-def decision_importance(trials: list[TrialRecord]) -> dict[str, float]:
-    """eta^2 of the reward per decision over scored trials (decisions seen >= 2 values)."""
-    scored = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-              and t.reward is not None and math.isfinite(t.reward)]
-    names = sorted({k for t in scored for k in t.assignment})
-    out: dict[str, float] = {}
-    for name in names:
-        groups: dict[str, list[float]] = defaultdict(list)
-        for t in scored:
-            if name in t.assignment:
-                groups[json.dumps(t.assignment[name], sort_keys=True)].append(float(t.reward))
-        values = [v for g in groups.values() for v in g]
-        if len(groups) < 2 or len(values) < 3:
-            continue
-        mean = sum(values) / len(values)
-        total = sum((v - mean) ** 2 for v in values)
-        if total <= 0:
-            out[name] = 0.0
-            continue
-        between = sum(len(g) * (sum(g) / len(g) - mean) ** 2 for g in groups.values())
-        out[name] = between / total
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+__all__ = ["decision_importance", "pareto_front", "write_report"]
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -63,19 +38,13 @@ def write_report(trials: list[TrialRecord], out_dir: str | Path, *, title: str) 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    scored = sorted((t for t in trials if t.reward is not None and t.metrics is not None),
-                    key=lambda t: t.number)
+    scored = scored_trials(trials)
     paths: list[Path] = []
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    xs = [t.number for t in scored]
-    ys = [t.reward for t in scored]
-    best, run = [], -math.inf
-    for y in ys:
-        run = max(run, y)
-        best.append(run)
-    ax.scatter(xs, ys, s=18, label="trial reward")
-    ax.step(xs, best, where="post", color="C1", label="best so far")
+    series = reward_series(trials)
+    ax.scatter(series["number"], series["reward"], s=18, label="trial reward")
+    ax.step(series["number"], series["best"], where="post", color="C1", label="best so far")
     ax.set_xlabel("trial")
     ax.set_ylabel("reward")
     ax.set_title("Reward over trials")
@@ -83,18 +52,18 @@ def write_report(trials: list[TrialRecord], out_dir: str | Path, *, title: str) 
     paths.append(_save(fig, out / "reward.png", plt))
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    pts = [(100 * t.metrics.cost.params_ratio, t.metrics.metric) for t in scored]
-    front = pareto_front(pts)
+    par = pareto_series(trials)
+    pts = list(zip(par["params_pct"], par["metric"]))
+    front = par["front"]
     ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, label="trials")
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "o-", color="C3",
             label="Pareto front")
     for i in front:
-        ax.annotate(f"#{scored[i].number}", pts[i], fontsize=7, xytext=(3, 3),
+        ax.annotate(f"#{par['number'][i]}", pts[i], fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
     ax.set_xscale("symlog", linthresh=0.01)
     ax.set_xlabel("trainable parameters (% of base model)")
-    metric_name = scored[0].metrics.metric_name if scored else "metric"
-    ax.set_ylabel(f"validation {metric_name}")
+    ax.set_ylabel(f"validation {par['metric_name']}")
     ax.set_title("Accuracy vs trainable parameters")
     ax.legend()
     paths.append(_save(fig, out / "pareto.png", plt))

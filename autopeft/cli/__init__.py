@@ -32,6 +32,7 @@ COMMANDS = (
     "autopeft.cli.export_cmd",   # export, report, finalize, train
     "autopeft.cli.space_cmd",    # space check
     "autopeft.cli.db_cmd",       # db upgrade
+    "autopeft.cli.dashboard_cmd",  # dashboard
 )
 
 
