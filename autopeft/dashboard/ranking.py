@@ -3,18 +3,16 @@ that would export the same choice.
 
 `rank` is the dashboard's only ordering of trials. It re-scores each completed trial
 from its stored metrics with the project's reward function (autopeft.reward.score) and
-orders them as `autopeft export` and `finalize` do (autopeft.finalize.rank_trials):
-feasible first, then reward high to low, then trial number. When autopeft.ranking lands
-with the project's one ordering, only the body of `rank` changes.
+orders them by the project's one rule (autopeft.ranking), as `autopeft export` and
+`finalize` do: feasible first, then reward high to low, then trial number.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import shlex
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping
 
-from autopeft.records import TrialRecord, TrialState
+from autopeft.records import TrialRecord
 
 # The re-ranking controls: (query/field name, ExperimentConfig constraint attribute,
 # `autopeft export` flag that sets it). None: the config attribute is reward.lam.
@@ -26,11 +24,8 @@ CONTROLS = (
 )
 
 
-class Ranked(NamedTuple):
-    trial: TrialRecord
-    reward: float
-    feasible: bool
-    reasons: tuple[str, ...]
+# one re-scored trial: autopeft.ranking's Rescored (trial, reward, feasible, reasons)
+Ranked = Any
 
 
 def settings(experiment: Mapping[str, Any]) -> dict[str, float | None]:
@@ -57,24 +52,12 @@ def rescored_config(experiment: Mapping[str, Any], chosen: Mapping[str, float | 
 
 
 def rank(trials: Iterable[TrialRecord], experiment: Mapping[str, Any],
-         chosen: Mapping[str, float | None]) -> list[Ranked]:
-    """Completed trials re-scored under `chosen` (see rescored_config), best first."""
-    from autopeft.reward import score
+         chosen: Mapping[str, float | None]) -> list[Any]:
+    """Completed trials re-scored under `chosen` (see rescored_config), best first, by
+    the project's one ranking rule (autopeft.ranking.rescore)."""
+    from autopeft.ranking import rescore
 
-    cfg = rescored_config(experiment, chosen)
-    out = []
-    for t in trials:
-        if t.state is TrialState.COMPLETE and t.metrics is not None:
-            # the two parts score reads, without Metrics.to_dict()'s deep copy (which
-            # cost the dashboard most of its time on a study of a few hundred trials)
-            s = score({"metric": t.metrics.metric, "cost": vars(t.metrics.cost)}, cfg)
-            out.append(Ranked(t, s.reward, s.feasible, s.reasons))
-    out.sort(key=lambda r: (not r.feasible, -_finite(r.reward), r.trial.number))
-    return out
-
-
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else -math.inf
+    return rescore(trials, rescored_config(experiment, chosen))
 
 
 def export_command(study: str, stored: Mapping[str, float | None],
