@@ -315,7 +315,7 @@ def advice(done: Sequence[CalibrationRecord], proxies: Sequence[TrialRecord],
               if t.metrics is not None and len(t.metrics.intermediate) >= 2]
     if curves:
         gains = [100 * (c[-1][1] - c[-2][1]) for c in curves]
-        at_last = sum(max(v for _, v in c) == c[-1][1] for c in curves)
+        at_last = sum(c[-1][1] > max(v for _, v in c[:-1]) for c in curves)
         gain = statistics.median(gains)
         if gain > 0.5 or at_last * 2 > len(curves):
             steps = proxy.max_steps or "the proxy's"
@@ -346,8 +346,7 @@ def advice(done: Sequence[CalibrationRecord], proxies: Sequence[TrialRecord],
             out.append(f"the proxy's top candidates lie within {spread:.1f} points, under "
                        f"twice the +-{se:.1f}-point standard error of a score on {n} "
                        f"validation examples: raise proxy.validation_examples {n} -> {4 * n} "
-                       f"(halves the error) or proxy.train_examples "
-                       f"{proxy.train_examples or 'all'}")
+                       f"(halves the error)")
     reports = [len(c) for c in curves]
     if reports and statistics.median(reports) < 3:
         out.append(f"the proxy evaluates only {statistics.median(reports):.0f} time(s) per "
