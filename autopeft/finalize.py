@@ -112,14 +112,14 @@ def finalize_study(storage: Any, name: str, *, top_k: int = 3, out_dir: str | No
     evaluator = ProxyEvaluator(experiment)
     rows = []
     for trial, proxy_reward, _, _ in chosen:
-        log(f"finalize: training trial {trial.number} on the full task "
-            f"({_summary(trial)})")
         seed = trial_seed(info.seed, trial.number)
         done = reusable(storage, name, trial.number, experiment)
         if done is not None and done.seed == seed:  # `calibrate` trained it already
             log(f"finalize: trial {trial.number} was calibrated at full fidelity; reusing it")
             m = done.metrics
         else:
+            log(f"finalize: training trial {trial.number} on the full task "
+                f"({_summary(trial)})")
             m = _train_full(evaluator, dict(trial.candidate), experiment, name=name,
                             number=trial.number, seed=seed,
                             checkpoint_dir=runs / f"trial_{trial.number:05d}")

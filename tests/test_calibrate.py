@@ -244,6 +244,8 @@ def test_calibrate_then_finalize_on_the_real_model(tmp_path, monkeypatch, capsys
     capsys.readouterr()
     assert main(["calibrate", "real", "--k", "2"]) == 0
     out, err = capsys.readouterr()
+    with capsys.disabled():  # the real output, for the record
+        print("\n" + out)
     assert out.strip().splitlines()[-1].startswith("kendall_tau="), out
     storage = _storage(tmp_path)
     first = load_records(storage, "real")
