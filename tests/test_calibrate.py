@@ -181,6 +181,29 @@ def test_bad_calls_exit_with_the_readme_codes(tmp_path, monkeypatch, capsys):
     assert load_records(_storage(tmp_path), "one") == {}  # nothing written
 
 
+def test_ctrl_c_marks_the_running_one_interrupted_and_a_rerun_finishes_it(tmp_path,
+                                                                          monkeypatch):
+    from calibrate_fakes import FidelityFake
+
+    class StopSecond(FidelityFake):
+        def evaluate(self, request, reporter):
+            if len(self.calls) == 1:
+                self.calls.append((request.trial_number, "stopped"))
+                raise KeyboardInterrupt
+            return super().evaluate(request, reporter)
+
+    _search(tmp_path, monkeypatch, n=6)
+    storage = _storage(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        calibrate_study(storage, "s", k=3, evaluator=StopSecond({}))
+    stopped = load_records(storage, "s")
+    assert sorted(r.status for r in stopped.values()) == ["complete", "interrupted"]
+    result = calibrate_study(storage, "s", k=3, evaluator=FidelityFake({}))
+    victim = next(n for n, r in stopped.items() if r.status == "interrupted")
+    assert victim in result.trained and len(result.trained) == 2 and len(result.reused) == 1
+    assert load_records(storage, "s")[victim].attempts == 2
+
+
 # -- kill -9 ---------------------------------------------------------------------------------
 def test_killed_calibration_continues_without_losing_or_duplicating(tmp_path, monkeypatch):
     _search(tmp_path, monkeypatch, n=8)
