@@ -3,7 +3,8 @@
 The hard case a user faces: choosing among LoRA and adapter configurations from the
 upper part of the default space (search_spaces/default.yaml), which lie within a few
 points of each other after full training. Each candidate is trained, for each of
---seeds seeds (the seed drives the head's init, dropout and the batch order):
+--seeds seeds (the trial seed drives the modules' init, dropout and the batch order;
+the classifier head starts from the base model's, loaded once, as in a search):
 
 - at proxy fidelity (the experiment's `proxy` section: what a search trial does), scored
   on the proxy's validation subset;
@@ -107,9 +108,8 @@ def _run(ev, cfg, name, index, seed):
 
     modules, lr = CANDIDATES[name]
     cand = {"modules": modules, "hyper": {"learning_rate": lr}, "num_layers": 6}
-    seeded = dataclasses.replace(cfg, seed=seed)  # the head's init follows the seed too
     row = {}
-    for label, exp in (("proxy", seeded.to_dict()), ("full", seeded.for_final().to_dict())):
+    for label, exp in (("proxy", cfg.to_dict()), ("full", cfg.for_final().to_dict())):
         t = time.perf_counter()
         try:
             m = ev.evaluate(EvalRequest("fidelity", index, cand, exp, seed=seed),
