@@ -211,7 +211,7 @@ def test_killed_calibration_continues_without_losing_or_duplicating(tmp_path, mo
     started.mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        AUTOPEFT_FAKE=json.dumps({"sleep_full": 1.5, "started_dir": str(started)}))
+        AUTOPEFT_FAKE=json.dumps({"sleep_full": 3.0, "started_dir": str(started)}))
     proc = subprocess.Popen([sys.executable, "-m", "autopeft", "calibrate", "s", "--k", "4"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -221,8 +221,7 @@ def test_killed_calibration_continues_without_losing_or_duplicating(tmp_path, mo
         assert proc.poll() is None, proc.stdout.read().decode()
         assert time.monotonic() < deadline, "calibrate made no progress"
         time.sleep(0.05)
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)  # the third retraining (3 s) has just begun
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     killed = load_records(storage, "s")
