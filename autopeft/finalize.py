@@ -2,7 +2,9 @@
 
 `finalize_study` is the AutoPEFT workflow's last step: the top-k candidates by proxy reward
 are re-trained with the experiment's `full` schedule (whole train split, longer), then
-scored on the held-out test split, which no controller has ever seen. The winner is the
+scored on the held-out test split, which no controller has ever seen. A trial that
+`autopeft calibrate` already trained under the same full experiment and seed is reused
+(its stored metrics and checkpoint), not trained again. The winner is the
 best full-training *validation* reward among those that meet the efficiency constraints;
 its test score is reported, never used to choose (choosing on test would leak it).
 """
@@ -93,6 +95,7 @@ def _export_trained(evaluator: Any, candidate_dict: dict, checkpoint: str, out: 
 
 def finalize_study(storage: Any, name: str, *, top_k: int = 3, out_dir: str | None = None,
                    log: Callable[[str], None] = logger.info) -> dict[str, Any]:
+    from autopeft.calibrate import reusable
     from autopeft.config import ExperimentConfig
     from autopeft.evaluation.proxy import ProxyEvaluator
     from autopeft.reward import score
@@ -114,12 +117,17 @@ def finalize_study(storage: Any, name: str, *, top_k: int = 3, out_dir: str | No
     evaluator = ProxyEvaluator(experiment)
     rows = []
     for trial, proxy_reward, _, _ in chosen:
-        log(f"finalize: training trial {trial.number} on the full task "
-            f"({_summary(trial)})")
         seed = trial_seed(info.seed, trial.number)
-        m = _train_full(evaluator, dict(trial.candidate), experiment, name=name,
-                        number=trial.number, seed=seed,
-                        checkpoint_dir=runs / f"trial_{trial.number:05d}")
+        done = reusable(storage, name, trial.number, experiment)
+        if done is not None and done.seed == seed:  # `calibrate` trained it already
+            log(f"finalize: trial {trial.number} was calibrated at full fidelity; reusing it")
+            m = done.metrics
+        else:
+            log(f"finalize: training trial {trial.number} on the full task "
+                f"({_summary(trial)})")
+            m = _train_full(evaluator, dict(trial.candidate), experiment, name=name,
+                            number=trial.number, seed=seed,
+                            checkpoint_dir=runs / f"trial_{trial.number:05d}")
         s = score(m, final_cfg)
         rows.append({"trial": trial.number, "proxy_reward": proxy_reward,
                      "val_metric": m.metric, "test_metric": m.test_metric,

@@ -10,6 +10,10 @@ The rule:
    counts as feasible.
 3. Higher reward first.
 4. Ties go to the lower trial number (the earlier trial).
+5. Only proxy-fidelity trials are ranked here. Full-fidelity results (`autopeft
+   calibrate`, finalize) are not trials: they are stored apart (study attributes
+   `calibration/NNNNN`, see autopeft.calibrate), never ranked against proxy trials (a
+   longer training scores higher by itself), and ordered only among themselves there.
 
 `best(trials)` is the first *feasible* ranked trial, or None: exactly the trial that
 `export` offers first, so `ls`, `show`, the progress line and export can never disagree.

@@ -29,8 +29,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front([(m, c) for c, m in points]), key=lambda i: points[i][0])
 
 
-def write_report(trials: list[TrialRecord], out_dir: str | Path, *, title: str) -> list[Path]:
-    """Write reward.png, pareto.png, importance.png and report.html; return their paths."""
+def write_report(trials: list[TrialRecord], out_dir: str | Path, *, title: str,
+                 calibration: Any = ()) -> list[Path]:
+    """Write reward.png, pareto.png, importance.png and report.html; return their paths.
+
+    calibration: autopeft.calibrate records, shown in their own table (never plotted or
+    ranked with the proxy trials)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,9 +81,31 @@ def write_report(trials: list[TrialRecord], out_dir: str | Path, *, title: str) 
     paths.append(_save(fig, out / "importance.png", plt))
 
     page = out / "report.html"
-    page.write_text(_html(title, trials, paths, imp, front, scored), encoding="utf-8")
+    body = _html(title, trials, paths, imp, front, scored)
+    body = body.replace("</body>", _calibration_html(calibration) + "</body>")
+    page.write_text(body, encoding="utf-8")
     paths.append(page)
     return paths
+
+
+def _calibration_html(records: Any) -> str:
+    """The full-fidelity retrainings of `autopeft calibrate`, apart from the trials."""
+    if not records:
+        return ""
+    from autopeft.candidate import Candidate
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    rows = "".join(
+        f"<tr><td>{r.proxy_trial}</td><td>{r.status}</td><td>{num(r.proxy_metric)}</td>"
+        f"<td>{num(r.metrics.metric if r.metrics else None)}</td>"
+        f"<td>{num(r.metrics.test_metric if r.metrics else None)}</td>"
+        f"<td>{html.escape(Candidate.from_dict(r.candidate).summary())}</td></tr>"
+        for r in records)
+    return ("<h2>Full-fidelity calibration</h2><table><tr><th>proxy trial</th><th>status"
+            "</th><th>proxy val</th><th>full val</th><th>full test</th><th>candidate</th>"
+            f"</tr>{rows}</table>")
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:

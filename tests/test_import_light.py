@@ -51,7 +51,7 @@ LAYERS = {
     "pruners": 3, "ranking": 3,
     "controllers": 4, "storage": 4, "evaluation": 4,
     "executors": 5,
-    "study": 6, "export": 6, "finalize": 6, "report": 6, "plots": 6,
+    "study": 6, "export": 6, "finalize": 6, "report": 6, "plots": 6, "calibrate": 6,
     "cli": 7, "dashboard": 7, "testing": 7, "__main__": 7,
 }
 SIBLINGS = {"controllers", "storage", "evaluation"}

@@ -30,6 +30,7 @@ COMMANDS = (
     "autopeft.cli.search_cmd",   # search, resume
     "autopeft.cli.inspect_cmd",  # ls, show
     "autopeft.cli.export_cmd",   # export, report, finalize, train
+    "autopeft.cli.calibrate_cmd",  # calibrate
     "autopeft.cli.space_cmd",    # space check
     "autopeft.cli.db_cmd",       # db upgrade
     "autopeft.cli.dashboard_cmd",  # dashboard

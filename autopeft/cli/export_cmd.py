@@ -90,7 +90,10 @@ def run_report(args: argparse.Namespace) -> int:
 
     storage = open_storage(args.storage, create=False, study=args.name)
     info = storage.get_study(args.name)
-    paths = write_report(storage.get_trials(args.name), args.out, title=f"autopeft study {info.name}")
+    from autopeft.calibrate import load_records
+
+    paths = write_report(storage.get_trials(args.name), args.out, title=f"autopeft study {info.name}",
+                         calibration=list(load_records(storage, args.name).values()))
     for p in paths:
         print(p)
     return 0

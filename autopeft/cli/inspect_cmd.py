@@ -66,4 +66,10 @@ def run_show(args: argparse.Namespace) -> int:
           f"model {info.experiment.get('model')}, space fingerprint {info.space_fingerprint[:12]}")
     for line in leaderboard_lines(trials, args.top):
         print(line)
+    from autopeft.calibrate import load_records
+    from autopeft.cli.calibrate_cmd import calibration_lines
+
+    calibrated = list(load_records(storage, args.name).values())
+    if calibrated:  # full-fidelity results of `autopeft calibrate`, apart from the trials
+        print("\n" + "\n".join(calibration_lines(calibrated)))
     return 0
