@@ -254,8 +254,10 @@ def replay(table: Table, controller: Any, seed: int, trials: int, noise: Noise,
 
 
 def run(table: Table, variants: Sequence[str], seeds: int, trials: int, noise: Noise,
-        extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Per variant: curves (seeds x trials) on the real and the shuffled table."""
+        extra: dict[str, Any] | None = None, shuffle: bool = True
+        ) -> dict[str, dict[str, Any]]:
+    """Per variant: curves (seeds x trials) on the real and (unless not `shuffle`) the
+    shuffled table."""
     extra = extra or {}
     results = {}
     for name in variants:
@@ -265,12 +267,14 @@ def run(table: Table, variants: Sequence[str], seeds: int, trials: int, noise: N
             c, d = replay(table, make(name, table.space, s, trials, extra), s, trials, noise)
             real.append(c)
             dists.append(d)
-            shuf.append(replay(table, make(name, table.space, s, trials, extra), s, trials,
-                               noise, shuffled(table.rewards, s))[0])
-        results[name] = {"real": np.vstack(real), "shuffled": np.vstack(shuf),
+            if shuffle:
+                shuf.append(replay(table, make(name, table.space, s, trials, extra), s,
+                                   trials, noise, shuffled(table.rewards, s))[0])
+        results[name] = {"real": np.vstack(real),
+                         "shuffled": np.vstack(shuf) if shuf else None,
                          "distance": float(np.mean(dists)),
                          "seconds": time.monotonic() - t0}
-        logger.info("%s: %d seeds x 2 tables in %.1fs", name, seeds,
+        logger.info("%s: %d seeds in %.1fs", name, seeds,
                     results[name]["seconds"])
     return results
 
@@ -284,7 +288,8 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 
 def diff_at(results: dict[str, dict[str, Any]], a: str, b: str, t: int,
             table: str = "real") -> tuple[float, float, float]:
-    if a not in results or b not in results or t > results[a][table].shape[1]:
+    if a not in results or b not in results or results[a][table] is None \
+            or t > results[a][table].shape[1]:
         return math.nan, math.nan, math.nan
     return paired(results[a][table][:, t - 1], results[b][table][:, t - 1])
 
@@ -391,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="an extra variant, e.g. lstm-b4=lstm:batch_size=4")
     ap.add_argument("--noise-sd", type=float, default=None,
                     help="one noise sd for every configuration (default: estimated)")
+    ap.add_argument("--no-shuffled", action="store_true",
+                    help="skip the shuffled-table control (half the time; dev runs only)")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "bench_controllers")
     args = ap.parse_args(argv)
 
@@ -415,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown controller variant(s) {unknown}: use {sorted(VARIANTS)} or define "
               f"one with --variant NAME=PRESET:key=value", file=sys.stderr)
         return 2
-    results = run(table, variants, args.seeds, args.trials, noise, extra)
+    results = run(table, variants, args.seeds, args.trials, noise, extra,
+                  shuffle=not args.no_shuffled)
 
     label = "SYNTHETIC table (autopeft.testing.fakes) - not a result" if table.synthetic \
         else f"table {args.table.name}"
