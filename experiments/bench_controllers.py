@@ -1,32 +1,47 @@
-"""Replay controllers against a table of measured trials: best reward vs trials.
+"""Replay controllers against a table of measured trials, with measurement noise and controls.
 
     python experiments/bench_controllers.py                       # the real table
     python experiments/bench_controllers.py --synthetic 400       # a made-up table (tests)
 
 The table (CSV, default experiments/data/trials_default.csv) has one row per measured
 trial on one space:
-    assignment    JSON of the space assignment (required: proposals are matched on it)
+    assignment    JSON of the space assignment (required)
     reward        the study's reward, higher is better; empty or NaN = a failed trial
-    key           optional, Candidate.key(); computed from the assignment when missing
     params_ratio, flops_ratio   optional costs (0 when missing)
     source        optional; "synthetic" marks made-up rows (the plot and output say so)
-Rows with the same key are averaged.
 
-Replay: each controller proposes as in a study (one trial at a time), and each proposal is
-scored with the table. A proposal measured in the table (same candidate key) gets its
-reward; any other is mapped to the NEAREST MEASURED CANDIDATE by Hamming distance between
-`space.encode` codes (one option index per decision, -1 when inactive; ties go to the
-earlier row), and gets that row's reward. So the replay measures how fast a controller
-finds good regions of the measured set, not the true value of unmeasured candidates; the
-mean mapping distance is printed per controller so a sparse table is visible. PBT is
-replayed without its weight inheritance (each of its trials scores as a fresh training
-of its config): a table cannot hold chains of warm-started runs.
+Configurations. The replay works on DISCRETE configurations: `space.encode` codes (one
+option index per decision, a range such as the learning rate rounded to its `levels`
+grid). Rows with the same code are one configuration; its value is their mean reward. A
+proposal whose code is not in the table scores as the NEAREST MEASURED configuration by
+Hamming distance (ties: the earlier one); the mean distance is printed per controller.
 
-Output: a table of median best-so-far reward over seeds, a PNG plot (median and
-inter-quartile band), and as the last line:
-    tpe_trials_to_match_random60=<n> lstm_minus_random_at100=<d>
-n = the first trial count at which TPE's median best reaches random's median best at 60
-trials ("none" if not within the budget); d = LSTM's minus random's median best at 100.
+Noise. One measurement is not the value of a configuration: retraining changes the score.
+`estimate_noise` pools the residuals of the rows within each configuration after a
+least-squares fit on the log of their range values (the rows of one configuration differ
+in their exact learning rate, and that trend is not noise; exact repeats, from
+`make_table.py --repeats`, enter with no trend to remove). The sd is estimated per band of
+configuration value, because a run stuck at chance varies less than one half-way there.
+Each replayed evaluation is the configuration's value plus Gaussian noise of its band's sd,
+drawn from a generator seeded by the replay seed.
+
+Score. What a user keeps is the configuration with the best OBSERVED reward; the curves
+are its TRUE value (the table mean), so a controller gains nothing from one lucky draw.
+
+Controls. `lstm-lr0` is the LSTM with learning rate 0 (a policy never updated, same
+initial weights as `lstm` for the same seed); `tpe-startup` is TPE whose random startup
+lasts the whole budget (its model never proposes). Every controller also runs on a
+SHUFFLED table (configuration values permuted, seeded per replay seed): there is nothing
+to learn there, so a "win" over random on it does not come from learning the table.
+
+PBT is replayed without its weight inheritance (each trial scores as a fresh training of
+its config): a table cannot hold chains of warm-started runs, so this does not judge PBT.
+
+Output: for each controller the median [inter-quartile range] over seeds at checkpoints;
+mean difference to random (paired by seed, ± standard error) with P(beats random) (ties
+count half) on the real and the shuffled table; a PNG; and as the last line
+    lstm_minus_untrained_at100=<x> lstm_minus_random_at100=<y>
+    tpe_minus_random_startup_at60=<z> noise_sd=<s> seeds=<n> (and the standard errors)
 """
 from __future__ import annotations
 
@@ -49,53 +64,113 @@ from autopeft.testing.fakes import Driver, synthetic_table
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_TABLE = HERE / "data" / "trials_default.csv"
-CONTROLLERS = ("random", "tpe", "lstm", "pbt")
+# name -> (controller preset, settings); None for n_startup_trials means "the budget"
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "random": ("random", {}),
+    "tpe": ("tpe", {}),
+    "tpe-startup": ("tpe", {"n_startup_trials": None}),
+    "lstm": ("lstm", {}),
+    "lstm-lr0": ("lstm", {"learning_rate": 0.0}),
+    "pbt": ("pbt", {}),
+}
 CHECKPOINTS = (10, 20, 40, 60, 80, 100, 150, 200)
+COMPARE_AT = (20, 60, 100)
+BANDS = (0.5, 0.8)  # noise bands of configuration value: < 0.5, 0.5-0.8, >= 0.8
 
 logger = logging.getLogger("bench_controllers")
 
 
 class Table:
-    """Measured trials, indexed by candidate key and by encoding for nearest lookups."""
+    """Measured configurations (by discrete code) with their mean reward and rows."""
 
     def __init__(self, space: Any, rows: Sequence[dict[str, Any]]) -> None:
         self.space = space
-        grouped: dict[str, list[dict[str, Any]]] = {}
+        grouped: dict[tuple[int, ...], list[dict[str, Any]]] = {}
         for i, row in enumerate(rows):
             if "assignment" not in row or "reward" not in row:
                 raise ValueError(f"row {i} lacks an 'assignment' or 'reward' column: "
                                  f"{sorted(row)}")
             a = json.loads(row["assignment"]) if isinstance(row["assignment"], str) \
                 else dict(row["assignment"])
-            key = row.get("key") or space.to_candidate(a).key()
-            grouped.setdefault(key, []).append({**row, "assignment": a})
-        self.keys = list(grouped)
-        self.index = {k: i for i, k in enumerate(self.keys)}
-        self.assignments = [g[0]["assignment"] for g in grouped.values()]
-        self.rewards = np.array([_mean(r.get("reward") for r in g) for g in grouped.values()])
+            grouped.setdefault(tuple(space.encode(a)), []).append({**row, "assignment": a})
+        self.groups = list(grouped.values())
+        self.codes = np.array(list(grouped), dtype=int).reshape(len(grouped), -1)
+        self.index = {c: i for i, c in enumerate(grouped)}
+        self.rewards = np.array([_mean(r.get("reward") for r in g) for g in self.groups])
         self.params = np.array([_mean([r.get("params_ratio") for r in g], 0.0)
-                                for g in grouped.values()])
+                                for g in self.groups])
         self.flops = np.array([_mean([r.get("flops_ratio") for r in g], 0.0)
-                               for g in grouped.values()])
-        self.codes = np.array([space.encode(a) for a in self.assignments], dtype=int)
+                               for g in self.groups])
         self.synthetic = any(str(r.get("source", "")) == "synthetic"
-                             for g in grouped.values() for r in g)
+                             for g in self.groups for r in g)
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.groups)
 
     def lookup(self, assignment: dict[str, Any]) -> tuple[int, int]:
-        """(row, Hamming distance): the row of this candidate, else the nearest one."""
-        key = self.space.to_candidate(assignment).key()
-        if key in self.index:
-            return self.index[key], 0
-        dist = (self.codes != np.asarray(self.space.encode(assignment))).sum(axis=1)
-        row = int(np.argmin(dist))  # argmin takes the first of equals: the earlier row
-        return row, int(dist[row])
+        """(configuration, Hamming distance): its own, else the nearest measured one."""
+        code = np.asarray(self.space.encode(assignment))
+        own = self.index.get(tuple(int(c) for c in code))
+        if own is not None:
+            return own, 0
+        dist = (self.codes != code).sum(axis=1)
+        i = int(np.argmin(dist))  # argmin takes the first of equals: the earlier one
+        return i, int(dist[i])
 
     @property
     def best(self) -> float:
         return float(np.nanmax(self.rewards))
+
+
+class Noise:
+    """Measurement noise: a Gaussian sd per band of configuration value."""
+
+    def __init__(self, sds: Sequence[float], overall: float, dof: Sequence[int]) -> None:
+        self.sds, self.overall, self.dof = list(sds), float(overall), list(dof)
+
+    def sd(self, value: float) -> float:
+        return self.sds[int(np.searchsorted(BANDS, value, side="right"))]
+
+    def describe(self) -> str:
+        edges = ["<" + str(BANDS[0])] + [f"{a}-{b}" for a, b in zip(BANDS, BANDS[1:])] + \
+            [">=" + str(BANDS[-1])]
+        return ", ".join(f"{e}: {s:.4f} ({d} dof)" for e, s, d in
+                         zip(edges, self.sds, self.dof)) + f"; pooled {self.overall:.4f}"
+
+
+def _features(a: dict[str, Any]) -> list[float]:
+    """log of the range values (floats) of an assignment: what differs inside a code."""
+    return [math.log(v) if v > 0 else v for _, v in sorted(a.items())
+            if isinstance(v, float)]
+
+
+def estimate_noise(table: Table, fixed: float | None = None) -> Noise:
+    """Pooled residual sd within configurations, per band; `fixed` overrides it."""
+    if fixed is not None:
+        return Noise([fixed] * (len(BANDS) + 1), fixed, [0] * (len(BANDS) + 1))
+    ss = np.zeros(len(BANDS) + 1)
+    dof = np.zeros(len(BANDS) + 1, dtype=int)
+    for g, value in zip(table.groups, table.rewards):
+        ok = [r for r in g if math.isfinite(_mean([r.get("reward")]))]
+        y = np.array([float(r["reward"]) for r in ok])
+        if len(y) < 2:
+            continue
+        x = np.array([[1.0, *_features(r["assignment"])] for r in ok])
+        beta = np.linalg.lstsq(x, y, rcond=None)[0]
+        rank = np.linalg.matrix_rank(x)
+        if len(y) <= rank:
+            continue
+        band = int(np.searchsorted(BANDS, value, side="right"))
+        ss[band] += float(((y - x @ beta) ** 2).sum())
+        dof[band] += len(y) - rank
+    if dof.sum() == 0:
+        raise ValueError("no configuration has more rows than its trend fit needs: the "
+                         "noise cannot be estimated; measure repeats (make_table.py "
+                         "--repeats 2) or pass --noise-sd")
+    overall = math.sqrt(ss.sum() / dof.sum())
+    # a band with too few degrees of freedom borrows the pooled estimate
+    sds = [math.sqrt(s / d) if d >= 5 else overall for s, d in zip(ss, dof)]
+    return Noise(sds, overall, dof.tolist())
 
 
 def _mean(values: Any, missing: float = math.nan) -> float:
@@ -123,66 +198,145 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
-def replay(table: Table, controller: str, seed: int, trials: int) -> tuple[np.ndarray, float]:
-    """Best-so-far reward after 1..trials trials (NaN before the first success), and the
-    mean Hamming distance of the proposals to the rows that scored them."""
+def shuffled(values: np.ndarray, seed: int) -> np.ndarray:
+    """The values of the measured (finite) configurations permuted among themselves."""
+    out = values.copy()
+    ok = np.flatnonzero(np.isfinite(values))
+    out[ok] = values[np.random.default_rng([seed, 11]).permutation(ok)]
+    return out
+
+
+def make(variant: str, space: Any, seed: int, trials: int, extra: dict[str, Any]) -> Any:
+    preset, settings = {**VARIANTS, **extra}[variant]
+    settings = dict(settings)
+    if settings.get("n_startup_trials", 0) is None:
+        settings["n_startup_trials"] = trials
+    if preset == "pbt":  # enough rounds to spend the whole budget
+        pop = make_controller("pbt", space, 0).settings["population_size"]
+        settings["rounds"] = math.ceil(trials / pop)
+    return make_controller(preset, space, seed, **settings)
+
+
+def replay(table: Table, controller: Any, seed: int, trials: int, noise: Noise,
+           values: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """True value of the best-observed configuration after 1..trials trials (NaN before
+    the first success), and the mean Hamming distance of proposals to their rows.
+    `values`: the configuration values to replay (default the table's; the shuffled
+    control passes a permutation). Noise comes from a generator seeded by `seed`."""
+    values = table.rewards if values is None else values
+    rng = np.random.default_rng([seed, 7])
+    rows: dict[int, int] = {}
     distances: list[int] = []
 
     def evaluate(number: int, proposal: Proposal) -> tuple[float | None, Cost]:
         row, d = table.lookup(dict(proposal.assignment))
+        rows[number] = row
         distances.append(d)
         cost = Cost(trainable_params=0, base_params=1, params_ratio=float(table.params[row]),
                     base_flops_per_token=1.0, extra_flops_per_token=0.0,
                     flops_ratio=float(table.flops[row]), flops_ratio_merged=0.0)
-        r = float(table.rewards[row])
-        return (r if math.isfinite(r) else None), cost
+        v = float(values[row])
+        if not math.isfinite(v):
+            return None, cost
+        return v + noise.sd(v) * float(rng.standard_normal()), cost
 
-    settings: dict[str, Any] = {}
-    if controller == "pbt":  # enough rounds to spend the whole budget
-        pop = make_controller("pbt", table.space, 0).settings["population_size"]
-        settings["rounds"] = math.ceil(trials / pop)
-    ctrl = make_controller(controller, table.space, seed, **settings)
     driver = Driver(evaluate, parallel=1)
-    driver.run(ctrl, trials)
-    driver.drain(ctrl)
-    rewards = [r.reward if r.reward is not None else -math.inf for r in driver.records]
-    best = np.maximum.accumulate(np.array(rewards + [-math.inf] * (trials - len(rewards))))
-    best[~np.isfinite(best)] = np.nan
-    return best, float(np.mean(distances)) if distances else 0.0
+    driver.run(controller, trials)
+    driver.drain(controller)
+    curve = np.full(trials, np.nan)
+    best_seen, kept = -math.inf, math.nan
+    for i, rec in enumerate(driver.records[:trials]):
+        if rec.reward is not None and rec.reward > best_seen:
+            best_seen, kept = rec.reward, float(values[rows[rec.number]])
+        curve[i] = kept
+    curve[len(driver.records):] = kept
+    return curve, float(np.mean(distances)) if distances else 0.0
 
 
-def trials_to_match(curve: np.ndarray, target: float) -> int | None:
-    hits = np.nonzero(np.nan_to_num(curve, nan=-math.inf) >= target)[0]
-    return int(hits[0]) + 1 if len(hits) else None
-
-
-def run(table: Table, controllers: Sequence[str], seeds: int, trials: int
+def run(table: Table, variants: Sequence[str], seeds: int, trials: int, noise: Noise,
+        extra: dict[str, Any] | None = None, shuffle: bool = True
         ) -> dict[str, dict[str, Any]]:
+    """Per variant: curves (seeds x trials) on the real and (unless not `shuffle`) the
+    shuffled table."""
+    extra = extra or {}
     results = {}
-    for name in controllers:
+    for name in variants:
         t0 = time.monotonic()
-        curves, dists = zip(*(replay(table, name, s, trials) for s in range(seeds)))
-        stack = np.vstack(curves)
-        results[name] = {"median": np.nanmedian(stack, axis=0),
-                         "q25": np.nanpercentile(stack, 25, axis=0),
-                         "q75": np.nanpercentile(stack, 75, axis=0),
+        real, shuf, dists = [], [], []
+        for s in range(seeds):
+            c, d = replay(table, make(name, table.space, s, trials, extra), s, trials, noise)
+            real.append(c)
+            dists.append(d)
+            if shuffle:
+                shuf.append(replay(table, make(name, table.space, s, trials, extra), s,
+                                   trials, noise, shuffled(table.rewards, s))[0])
+        results[name] = {"real": np.vstack(real),
+                         "shuffled": np.vstack(shuf) if shuf else None,
                          "distance": float(np.mean(dists)),
                          "seconds": time.monotonic() - t0}
-        logger.info("%s: %d seeds in %.1fs", name, seeds, results[name]["seconds"])
+        logger.info("%s: %d seeds in %.1fs", name, seeds,
+                    results[name]["seconds"])
     return results
 
 
-def summary_line(results: dict[str, dict[str, Any]], trials: int) -> str:
-    def at(name: str, t: int) -> float:
-        return float(results[name]["median"][t - 1]) if name in results and t <= trials \
-            else math.nan
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(mean of a-b, its standard error, P(a > b) with ties counted half) over seeds."""
+    d = a - b
+    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+    return float(np.mean(d)), se, float(np.mean((d > 0) + 0.5 * (d == 0)))
 
-    n = None
-    if "tpe" in results and not math.isnan(at("random", 60)):
-        n = trials_to_match(results["tpe"]["median"], at("random", 60))
-    d = at("lstm", 100) - at("random", 100)
-    return (f"tpe_trials_to_match_random60={n if n is not None else 'none'} "
-            f"lstm_minus_random_at100={d:.4f}")
+
+def diff_at(results: dict[str, dict[str, Any]], a: str, b: str, t: int,
+            table: str = "real") -> tuple[float, float, float]:
+    if a not in results or b not in results or results[a][table] is None \
+            or t > results[a][table].shape[1]:
+        return math.nan, math.nan, math.nan
+    return paired(results[a][table][:, t - 1], results[b][table][:, t - 1])
+
+
+def summary_line(results: dict[str, dict[str, Any]], noise: Noise, seeds: int,
+                 trials: int) -> str:
+    """The headline; a run shorter than 100 (60) trials reports at its last trial."""
+    a, b = min(100, trials), min(60, trials)
+    u = diff_at(results, "lstm", "lstm-lr0", a)
+    r = diff_at(results, "lstm", "random", a)
+    t = diff_at(results, "tpe", "tpe-startup", b)
+    return (f"lstm_minus_untrained_at{a}={u[0]:.4f} lstm_minus_random_at{a}={r[0]:.4f} "
+            f"tpe_minus_random_startup_at{b}={t[0]:.4f} noise_sd={noise.overall:.4f} "
+            f"seeds={seeds} se_untrained={u[1]:.4f} se_random={r[1]:.4f} se_tpe={t[1]:.4f}")
+
+
+def report(results: dict[str, dict[str, Any]], trials: int) -> list[str]:
+    cps = [t for t in CHECKPOINTS if t <= trials]
+    lines = ["true value of the best-observed configuration: median [q25, q75] over seeds",
+             f"{'controller':<13}" + "".join(f"{'@' + str(t):>22}" for t in cps)
+             + f"{'mean dist':>10}{'sec':>7}"]
+    for name, r in results.items():
+        cells = []
+        for t in cps:
+            col = r["real"][:, t - 1]
+            q25, q50, q75 = np.nanpercentile(col, [25, 50, 75])
+            cells.append(f"{q50:.4f} [{q25:.3f},{q75:.3f}]")
+        lines.append(f"{name:<13}" + "".join(f"{c:>22}" for c in cells)
+                     + f"{r['distance']:>10.2f}{r['seconds']:>7.1f}")
+    ats = [t for t in COMPARE_AT if t <= trials] or [trials]
+    for against in ("random", "lstm-lr0"):
+        if against not in results:
+            continue
+        lines.append(f"minus {against}, paired by seed: mean ± se (P(beats {against}))"
+                     "   real table | shuffled table")
+        for name in results:
+            if name == against:
+                continue
+            cells = []
+            for tab in ("real", "shuffled"):
+                for t in ats:
+                    m, se, p = diff_at(results, name, against, t, tab)
+                    cells.append(f"@{t} {m:+.4f}±{se:.4f} ({p:.2f})")
+            half = len(ats)
+            lines.append(f"{name:<13}" + "  ".join(cells[:half]) + " | "
+                         + "  ".join(cells[half:]))
+    return lines
 
 
 def plot(results: dict[str, dict[str, Any]], table: Table, path: Path, title: str) -> None:
@@ -193,18 +347,38 @@ def plot(results: dict[str, dict[str, Any]], table: Table, path: Path, title: st
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, r in results.items():
-        x = np.arange(1, len(r["median"]) + 1)
-        ax.plot(x, r["median"], label=name)
-        ax.fill_between(x, r["q25"], r["q75"], alpha=0.2)
+        x = np.arange(1, r["real"].shape[1] + 1)
+        ax.plot(x, np.nanmedian(r["real"], axis=0), label=name)
+        ax.fill_between(x, np.nanpercentile(r["real"], 25, axis=0),
+                        np.nanpercentile(r["real"], 75, axis=0), alpha=0.15)
     ax.axhline(table.best, color="k", ls="--", lw=0.8, label="best in table")
     ax.set_xlabel("trials")
-    ax.set_ylabel("best reward so far (median over seeds)")
+    ax.set_ylabel("true value of best-observed config (median, IQR)")
     ax.set_title(title, fontsize=9)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def parse_extra(specs: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """--variant NAME=PRESET:key=value,key=value (values read as JSON when they parse)."""
+    out = {}
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        preset, _, kvs = rest.partition(":")
+        if not name or not preset:
+            raise SystemExit(f"--variant {spec!r}: use NAME=PRESET[:key=value,...]")
+        settings = {}
+        for kv in filter(None, kvs.split(",")):
+            k, _, v = kv.partition("=")
+            try:
+                settings[k] = json.loads(v)
+            except json.JSONDecodeError:
+                settings[k] = v
+        out[name] = (preset, settings)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,8 +390,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="the space the table was measured on (default: its own copy)")
     ap.add_argument("--num-layers", type=int, default=6)
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--trials", type=int, default=150)
-    ap.add_argument("--controllers", default=",".join(CONTROLLERS))
+    ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--controllers", default=",".join(VARIANTS),
+                    help="variants to run (names of VARIANTS or of --variant)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=PRESET:k=v,..",
+                    help="an extra variant, e.g. lstm-b4=lstm:batch_size=4")
+    ap.add_argument("--noise-sd", type=float, default=None,
+                    help="one noise sd for every configuration (default: estimated)")
+    ap.add_argument("--no-shuffled", action="store_true",
+                    help="skip the shuffled-table control (half the time; dev runs only)")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "bench_controllers")
     args = ap.parse_args(argv)
 
@@ -232,24 +413,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         rows = read_csv(args.table)
     table = Table(space, rows)
+    # a synthetic table has one row per configuration: no noise to estimate from it
+    noise = estimate_noise(table, 0.03 if table.synthetic and args.noise_sd is None
+                           else args.noise_sd)
+    extra = parse_extra(args.variant)
+    variants = [c for c in args.controllers.split(",") if c]
+    unknown = [v for v in variants if v not in VARIANTS and v not in extra]
+    if unknown:
+        print(f"unknown controller variant(s) {unknown}: use {sorted(VARIANTS)} or define "
+              f"one with --variant NAME=PRESET:key=value", file=sys.stderr)
+        return 2
+    results = run(table, variants, args.seeds, args.trials, noise, extra,
+                  shuffle=not args.no_shuffled)
+
     label = "SYNTHETIC table (autopeft.testing.fakes) - not a result" if table.synthetic \
         else f"table {args.table.name}"
-    controllers = [c for c in args.controllers.split(",") if c]
-    results = run(table, controllers, args.seeds, args.trials)
-
-    print(f"# {label}: {len(table)} measured candidates, best reward {table.best:.4f}; "
-          f"space {space.name}; median best-so-far over {args.seeds} seeds")
-    cps = [t for t in CHECKPOINTS if t <= args.trials]
-    print(f"{'controller':<11}" + "".join(f"{'@' + str(t):>9}" for t in cps)
-          + f"{'mean dist':>11}{'sec':>7}")
-    for name, r in results.items():
-        print(f"{name:<11}" + "".join(f"{r['median'][t - 1]:>9.4f}" for t in cps)
-              + f"{r['distance']:>11.2f}{r['seconds']:>7.1f}")
+    print(f"# {label}: {len(rows)} rows, {len(table)} measured configurations, best value "
+          f"{table.best:.4f}; space {space.name}; {args.seeds} seeds; {args.trials} trials")
+    print(f"# noise sd by configuration value: {noise.describe()}")
+    for name in variants:
+        print(f"# {name}: {({**VARIANTS, **extra})[name]}")
+    print("\n".join(report(results, args.trials)))
     png = args.out / ("bench_controllers_synthetic.png" if table.synthetic
                       else "bench_controllers.png")
-    plot(results, table, png, f"{label}\n{space.name}, {args.seeds} seeds")
+    plot(results, table, png, f"{label}, noise replayed\n{space.name}, {args.seeds} seeds")
     print(f"# plot: {png}")
-    print(summary_line(results, args.trials))
+    print(summary_line(results, noise, args.seeds, args.trials))
     return 0
 
 

@@ -1,6 +1,6 @@
-"""Write a study's measured trials as the CSV table that bench_controllers.py replays.
+"""The CSV table that bench_controllers.py replays: from a study, or measured with repeats.
 
-The table committed as experiments/data/trials_default.csv was made with:
+Export a study's finished trials (how experiments/data/trials_default.csv was made):
 
     cd experiments/data
     autopeft search --space default.yaml --experiment default.yaml --controller random \\
@@ -10,48 +10,96 @@ The table committed as experiments/data/trials_default.csv was made with:
         --study table-default --out trials_default.csv
 
 Random proposals on purpose: the table should cover the space without a controller's bias.
-Every row is one real proxy evaluation (real MiniLM, real TREC-6 training).
+Every row is one real proxy evaluation (real MiniLM, real TREC-6 training). That table has
+ONE measurement per proposal, so bench_controllers can only estimate the measurement noise
+from rows that share a discrete configuration (after removing their learning-rate trend).
+
+Measure every discrete configuration `--repeats` times (different trial seeds), so the
+noise is measured, not inferred:
+
+    python experiments/make_table.py --collect --space default.yaml \\
+        --experiment default.yaml --repeats 2 --out experiments/data/trials_repeats.csv
+
+The grid is every combination of `decision.options()` (a range at its `levels`), in a
+seeded shuffled order, so a partial run covers the space evenly. Each trial is appended
+and flushed as it ends, and a rerun skips the (configuration, repeat) pairs already in the
+file: stop it at any time and run the same command to continue. default.yaml has 305
+configurations: 610 trials at --repeats 2, i.e. hours of CPU (use --limit to cap a run).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
+from typing import Any, Iterator
 
-from autopeft.candidate import Candidate
-from autopeft.records import TrialState
-from autopeft.storage import open_storage
+import numpy as np
 
 COLUMNS = ("number", "state", "key", "assignment", "reward", "metric", "params_ratio",
-           "flops_ratio", "feasible", "train_seconds", "summary", "source")
+           "flops_ratio", "feasible", "train_seconds", "summary", "source", "repeat", "seed")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--storage", required=True)
-    ap.add_argument("--study", required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
+class _Branch(Exception):
+    def __init__(self, options: int) -> None:
+        self.options = options
+
+
+def grid(space: Any) -> Iterator[dict[str, Any]]:
+    """Every assignment made of decision options (conditional decisions only where
+    active), depth first in the space's decision order."""
+    stack: list[list[int]] = [[]]
+    while stack:
+        prefix = stack.pop()
+        taken: list[int] = []
+
+        def suggest(decision: Any, prefix: list[int] = prefix, taken: list[int] = taken
+                    ) -> Any:
+            if len(taken) == len(prefix):
+                raise _Branch(len(decision.options()))
+            taken.append(prefix[len(taken)])
+            return decision.options()[taken[-1]]
+
+        try:
+            yield space.walk(suggest)
+        except _Branch as b:
+            stack.extend(prefix + [k] for k in reversed(range(b.options)))
+
+
+def _row(number: int, state: str, cand: Any, assignment: Any, metrics: Any,
+         score: Any, **extra: Any) -> dict[str, Any]:
+    ok = state == "complete" and metrics is not None and score is not None
+    return {
+        "number": number, "state": state, "key": cand.key(),
+        "assignment": json.dumps(dict(assignment), sort_keys=True),
+        "reward": f"{score.reward:.6f}" if ok else "",
+        "metric": f"{metrics.metric:.6f}" if ok else "",
+        "params_ratio": "" if metrics is None else f"{metrics.cost.params_ratio:.8f}",
+        "flops_ratio": "" if metrics is None else f"{metrics.cost.flops_ratio:.8f}",
+        "feasible": "" if score is None else int(bool(score.feasible)),
+        "train_seconds": "" if metrics is None else f"{metrics.train_seconds:.2f}",
+        "summary": cand.summary(), "source": "measured", **extra,
+    }
+
+
+def export(args: argparse.Namespace) -> int:
+    from autopeft.candidate import Candidate
+    from autopeft.records import TrialState
+    from autopeft.storage import open_storage
+
     storage = open_storage(args.storage)
     rows = []
     for t in storage.get_trials(args.study):
         if not t.state.finished:
             continue
         cand = Candidate.from_dict(t.candidate)
-        m = t.metrics
-        ok = t.state == TrialState.COMPLETE and m is not None
-        rows.append({
-            "number": t.number, "state": t.state.value, "key": cand.key(),
-            "assignment": json.dumps(dict(t.assignment), sort_keys=True),
-            "reward": "" if not ok or t.reward is None else f"{t.reward:.6f}",
-            "metric": "" if not ok else f"{m.metric:.6f}",
-            "params_ratio": "" if m is None else f"{m.cost.params_ratio:.8f}",
-            "flops_ratio": "" if m is None else f"{m.cost.flops_ratio:.8f}",
-            "feasible": "" if t.feasible is None else int(bool(t.feasible)),
-            "train_seconds": "" if m is None else f"{m.train_seconds:.2f}",
-            "summary": cand.summary(), "source": "measured",
-        })
+        ok = t.state == TrialState.COMPLETE and t.reward is not None
+        score = argparse.Namespace(reward=t.reward, feasible=t.feasible) if ok else None
+        row = _row(t.number, t.state.value, cand, t.assignment, t.metrics, score,
+                   repeat="", seed="")
+        row["feasible"] = "" if t.feasible is None else int(bool(t.feasible))
+        rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
@@ -59,6 +107,82 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     print(f"{len(rows)} finished trials of {args.study} -> {args.out}")
     return 0
+
+
+def collect(args: argparse.Namespace, evaluator: Any = None) -> int:
+    """Measure each grid configuration `repeats` times; append rows to args.out."""
+    from autopeft.config import load_experiment
+    from autopeft.evaluation.base import NullReporter, make_evaluator
+    from autopeft.exceptions import TrialFailedError
+    from autopeft.models import model_info
+    from autopeft.records import EvalRequest
+    from autopeft.reward import score as reward_score
+    from autopeft.space import load_space
+
+    experiment = load_experiment(args.experiment)
+    exp = experiment.to_dict()
+    info = model_info(experiment.model)
+    space = load_space(args.space).bind(num_layers=info.num_layers,
+                                        hidden_size=info.hidden_size)
+    configs = list(grid(space))
+    order = np.random.default_rng(args.seed).permutation(len(configs))
+    done: set[tuple[str, str]] = set()
+    if args.out.is_file():
+        with args.out.open(newline="", encoding="utf-8") as fh:
+            done = {(r["key"], r["repeat"]) for r in csv.DictReader(fh)}
+    todo = [(r, int(i)) for i in order for r in range(args.repeats)]
+    todo.sort(key=lambda t: t[0])  # every configuration once before any twice
+    todo = [(r, i) for r, i in todo
+            if (space.to_candidate(configs[i]).key(), str(r)) not in done][:args.limit]
+    print(f"{len(configs)} configurations x {args.repeats} repeats: {len(done)} rows in "
+          f"{args.out}, {len(todo)} to measure now", file=sys.stderr)
+    evaluator = evaluator or make_evaluator(exp)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    new = not args.out.is_file() or args.out.stat().st_size == 0
+    with args.out.open("a", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        for n, (repeat, i) in enumerate(todo, start=len(done)):
+            cand = space.to_candidate(configs[i])
+            seed = args.seed * 1000 + repeat  # repeats differ in data order, init, dropout
+            request = EvalRequest(study="table", trial_number=n, candidate=cand.to_dict(),
+                                  experiment=exp, seed=seed)
+            try:
+                metrics = evaluator.evaluate(request, NullReporter())
+                state, score = "complete", reward_score(metrics, exp)
+            except TrialFailedError as exc:
+                print(f"trial {n} failed: {exc}", file=sys.stderr)
+                metrics, state, score = None, "failed", None
+            writer.writerow(_row(n, state, cand, configs[i], metrics, score,
+                                 repeat=repeat, seed=seed))
+            fh.flush()
+            print(f"{n}: {cand.summary()} repeat {repeat}: "
+                  f"{'failed' if score is None else f'{score.reward:.4f}'}", file=sys.stderr)
+    print(f"{len(done) + len(todo)} rows -> {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None, evaluator: Any = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--storage", help="export: the study's storage URL")
+    ap.add_argument("--study", help="export: the study's name")
+    ap.add_argument("--collect", action="store_true",
+                    help="measure the space's grid of configurations instead of exporting")
+    ap.add_argument("--space", default="default.yaml")
+    ap.add_argument("--experiment", default="default.yaml")
+    ap.add_argument("--repeats", type=int, default=2, help="collect: trials per configuration")
+    ap.add_argument("--limit", type=int, default=None, help="collect: at most N trials now")
+    ap.add_argument("--seed", type=int, default=0, help="collect: grid order and trial seeds")
+    args = ap.parse_args(argv)
+    if args.collect:
+        if args.repeats < 1:
+            ap.error("--repeats must be at least 1")
+        return collect(args, evaluator)
+    if not args.storage or not args.study:
+        ap.error("export needs --storage and --study (or pass --collect)")
+    return export(args)
 
 
 if __name__ == "__main__":

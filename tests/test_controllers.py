@@ -265,7 +265,7 @@ def test_lstm_learns_the_rewarded_choice(space):
     def p_lora():
         with __import__("torch").no_grad():
             logps, _, _ = ctrl.policy.step(ctrl.policy.start(), 0)
-        return float(logps[list(module.options()).index("lora")].exp())
+        return float(logps[0, list(module.options()).index("lora")].exp())
 
     before = p_lora()
     _scripted(ctrl, lambda a: 1.0 if a["module"] == "lora" else 0.0, 12, space)
@@ -291,12 +291,13 @@ def test_lstm_inactive_decisions_get_no_gradient(space):
 
 
 def test_lstm_state_carries_weights_optimiser_and_generator(space):
-    ctrl = make_controller("lstm", space, 5, batch_size=2)
+    ctrl = make_controller("lstm", space, 5, batch_size=2, advantage="baseline")
     _scripted(ctrl, lambda a: float(a[f"{a['module']}.hp.learning_rate"] * 1000), 3, space)
     own = json.loads(json.dumps(ctrl.state_dict()))["own"]
-    assert {"policy", "optimizer", "generator", "baseline"} <= set(own)
+    assert {"policy", "optimizer", "generator", "baseline", "told"} <= set(own)
     assert own["optimizer"]["state"], "Adam moments must be saved"
     assert isinstance(own["baseline"], float)
+    assert len(own["told"]) == 6, "replay needs every told trial after a resume"
 
 
 # -- edges ------------------------------------------------------------------------------

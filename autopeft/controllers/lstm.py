@@ -1,4 +1,4 @@
-"""An autoregressive LSTM policy over the space's decisions, trained with REINFORCE.
+"""An autoregressive LSTM policy over the space's decisions, trained by policy gradient.
 
 The policy (Zoph & Le 2017, ENAS-style) walks the decisions in the space's order. At each
 active decision it feeds the embedding of the previous choice plus an embedding of the
@@ -6,14 +6,25 @@ decision being made, and samples one of `decision.options()` (ranges are offered
 grid of levels). Inactive decisions are skipped: no step, no log-prob, no entropy.
 
 Training: batches of `batch_size` rollouts. `ask` hands out a batch, then says "wait" until
-all of it is told; then one update with loss
-    -mean((R - b) * log p(rollout)) - entropy_weight * mean(entropy)
-where b is a moving-average baseline (decay `baseline_decay`), started at the first batch's
-mean. A failed trial gets `failed_reward`, or when that is null the lowest reward seen.
+all of it is told; then `epochs` Adam steps on
+    -mean(A_i * log p(x_i)) - entropy_weight * mean(entropy_i)
+over the rollouts x_i it learns from, with advantages A_i:
+- `advantage: rank` (default): the centred rank of R_i among those rollouts, in
+  [-0.5, 0.5]. Ranks ignore the reward's scale and outliers, so one lucky measurement
+  cannot dominate a step, and the step size does not depend on how rewards are spread.
+- `advantage: baseline`: R_i - b, b a moving average of batch means (decay
+  `baseline_decay`), started at the first batch's mean (plain REINFORCE).
+`replay: true` (default) learns from EVERY trial told so far, not just the last batch: at
+20-100 trials a batch of 8 gives only a few updates, too few for REINFORCE to move. The old
+rollouts come from earlier policies and are not importance-weighted (the weights of a
+policy that has moved are large and noisy at this sample size); so this is rank-weighted
+likelihood of the past trials, and the entropy bonus keeps it from collapsing early.
+`advantage: baseline, replay: false, epochs: 1` is the plain REINFORCE of Zoph & Le.
+A failed trial gets `failed_reward`, or when that is null the lowest reward seen.
 
 Everything stochastic uses the controller's own torch.Generator (module weights are built
 without torch's global-RNG initialisation), so a seed fixes the stream, and state_dict
-carries weights, Adam state, baseline and generator state (tensors as base64).
+carries weights, Adam state, baseline, told trials and generator state (tensors as base64).
 """
 from __future__ import annotations
 
@@ -72,32 +83,39 @@ class Policy(torch.nn.Module):
                 p.uniform_(-0.1, 0.1, generator=generator)
         self.hidden = hidden
 
-    def start(self) -> tuple[Any, Any, int]:
-        z = torch.zeros(1, self.hidden)
-        return z, z, 0  # (h, c, previous token)
+    def start(self, n: int = 1) -> tuple[Any, Any, Any]:
+        z = torch.zeros(n, self.hidden)
+        return z, z, torch.zeros(n, dtype=torch.long)  # (h, c, previous token)
 
-    def step(self, carry: tuple[Any, Any, int], i: int) -> tuple[Any, Any, Any]:
-        """Log-probs over decision i's options, and (h, c) after the step."""
+    def step(self, carry: tuple[Any, Any, Any], i: int) -> tuple[Any, Any, Any]:
+        """Log-probs (n x options) over decision i's options, and (h, c) after the step."""
         h, c, prev = carry
-        x = self.tokens.weight[prev] + self.positions.weight[i]
-        h, c = self.cell(x.unsqueeze(0), (h, c))
+        x = self.tokens(prev) + self.positions.weight[i]
+        h, c = self.cell(x, (h, c))
         off = self.offsets[i]
-        return torch.log_softmax(self.head(h)[0, off:off + self.sizes[i]], -1), h, c
+        return torch.log_softmax(self.head(h)[:, off:off + self.sizes[i]], -1), h, c
 
-    def token(self, i: int, k: int) -> int:
+    def token(self, i: int, k: Any) -> Any:
         return 1 + self.offsets[i] + k
 
-    def score(self, codes: list[int]) -> tuple[Any, Any]:
-        """(log p, entropy) of a rollout given as option codes, -1 for inactive."""
-        carry = self.start()
-        logp, ent = torch.zeros(()), torch.zeros(())
-        for i, k in enumerate(codes):
-            if k < 0:
+    def score(self, codes: Any) -> tuple[Any, Any]:
+        """(log p, entropy), one each per rollout, of rollouts given as an (n x decisions)
+        tensor of option codes, -1 for inactive. All rollouts step together; an inactive
+        decision leaves its rollout's state as it was and adds nothing (no gradient)."""
+        n = codes.shape[0]
+        h, c, prev = self.start(n)
+        logp, ent = torch.zeros(n), torch.zeros(n)
+        for i in range(codes.shape[1]):
+            on = codes[:, i] >= 0
+            if not bool(on.any()):
                 continue
-            logps, h, c = self.step(carry, i)
-            logp = logp + logps[k]
-            ent = ent - (logps.exp() * logps).sum()
-            carry = (h, c, self.token(i, k))
+            logps, h2, c2 = self.step((h, c, prev), i)
+            k = codes[:, i].clamp(min=0)
+            logp = logp + torch.where(on, logps.gather(1, k[:, None])[:, 0], 0.0)
+            ent = ent + torch.where(on, -(logps.exp() * logps).sum(-1), 0.0)
+            h = torch.where(on[:, None], h2, h)
+            c = torch.where(on[:, None], c2, c)
+            prev = torch.where(on, self.token(i, k), prev)
         return logp, ent
 
 
@@ -105,12 +123,17 @@ class LSTMController(Controller):
     name = "lstm"
     SETTINGS = {
         "max_trials": _MAX_TRIALS,
-        "batch_size": Setting(8, "int", "rollouts per policy update", low=1),
+        "batch_size": Setting(4, "int", "rollouts per policy update", low=1),
         "hidden_size": Setting(64, "int", "LSTM width", low=4),
-        "learning_rate": Setting(0.01, "float", "Adam step size", low=0),
+        "learning_rate": Setting(0.03, "float", "Adam step size", low=0),
+        "epochs": Setting(4, "int", "Adam steps per update", low=1),
+        "advantage": Setting("rank", "str", "rank (centred ranks) or baseline (R - moving "
+                             "average)", choices=("rank", "baseline")),
+        "replay": Setting(True, "bool", "learn from every trial told so far, not only the "
+                          "last batch"),
         "entropy_weight": Setting(0.01, "float", "entropy bonus (keeps exploring)", low=0),
-        "baseline_decay": Setting(0.9, "float", "moving-average baseline decay", low=0,
-                                  high=1),
+        "baseline_decay": Setting(0.9, "float", "moving-average baseline decay (advantage: "
+                                  "baseline)", low=0, high=1),
         "failed_reward": Setting(None, "float", "reward of a failed trial (null: the "
                                  "lowest reward seen)", nullable=True),
     }
@@ -129,6 +152,7 @@ class LSTMController(Controller):
         self.updates = 0
         self._pending: set[int] = set()                       # asked, not told (ask index)
         self._batch: list[tuple[list[int], float | None]] = []  # (codes, reward) told
+        self._told: list[tuple[list[int], float | None]] = []   # every trial (replay)
 
     def _ask(self) -> Ask:
         if len(self._pending) + len(self._batch) >= self.settings["batch_size"]:
@@ -139,8 +163,8 @@ class LSTMController(Controller):
             i = self._index[decision.name]
             with torch.no_grad():
                 logps, h, c = self.policy.step(carry[0], i)
-                k = int(torch.multinomial(logps.exp(), 1, generator=self._gen).item())
-            carry[0] = (h, c, self.policy.token(i, k))
+                k = int(torch.multinomial(logps[0].exp(), 1, generator=self._gen).item())
+            carry[0] = (h, c, torch.tensor([self.policy.token(i, k)]))
             return decision.options()[k]
 
         assignment = self.space.walk(suggest)
@@ -154,46 +178,64 @@ class LSTMController(Controller):
         if reward is not None:
             self.min_reward = reward if self.min_reward is None else min(self.min_reward,
                                                                          reward)
-        self._batch.append(([int(c) for c in self.space.encode(dict(record.assignment))],
-                            reward))
+        told = ([int(c) for c in self.space.encode(dict(record.assignment))], reward)
+        self._batch.append(told)
+        if self.settings["replay"]:
+            self._told.append(told)
         if not self._pending and len(self._batch) >= self.settings["batch_size"]:
             self._update()
 
+    def _advantages(self, rewards: np.ndarray) -> np.ndarray:
+        if self.settings["advantage"] == "baseline":
+            mean = float(rewards[-len(self._batch):].mean())  # the new batch's mean
+            if self.baseline is None:
+                self.baseline = mean
+            adv = rewards - self.baseline
+            d = self.settings["baseline_decay"]
+            self.baseline = d * self.baseline + (1 - d) * mean
+            return adv
+        order = rewards.argsort(kind="stable")
+        ranks = np.empty(len(rewards))
+        ranks[order] = np.arange(len(rewards))
+        for r in np.unique(rewards):  # ties share their mean rank
+            ranks[rewards == r] = ranks[rewards == r].mean()
+        return ranks / max(len(rewards) - 1, 1) - 0.5
+
     def _update(self) -> None:
         s = self.settings
+        data = self._told if s["replay"] else self._batch
         fallback = s["failed_reward"]
         if fallback is None:
             fallback = self.min_reward if self.min_reward is not None else 0.0
-        rewards = [fallback if r is None else r for _, r in self._batch]
-        mean = float(np.mean(rewards))
-        if self.baseline is None:
-            self.baseline = mean
-        losses = []
-        for (codes, _), r in zip(self._batch, rewards):
+        rewards = np.array([fallback if r is None else r for _, r in data], dtype=float)
+        adv = torch.tensor(self._advantages(rewards), dtype=torch.float32)
+        codes = torch.tensor([c for c, _ in data], dtype=torch.long).reshape(
+            len(data), len(self._decisions))
+        for _ in range(s["epochs"]):
             logp, ent = self.policy.score(codes)
-            losses.append(-(r - self.baseline) * logp - s["entropy_weight"] * ent)
-        loss = torch.stack(losses).mean()
-        if loss.requires_grad:  # False only when no rollout had an active decision
+            loss = -(adv * logp).mean() - s["entropy_weight"] * ent.mean()
+            if not loss.requires_grad:  # no rollout had an active decision
+                break
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
-        d = s["baseline_decay"]
-        self.baseline = d * self.baseline + (1 - d) * mean
         self.updates += 1
         self._batch = []
 
     def probabilities(self, assignment: Mapping[str, Any]) -> float:
         """p(assignment) under the current policy (for tests and reports)."""
         with torch.no_grad():
-            logp, _ = self.policy.score(list(self.space.encode(dict(assignment))))
-        return math.exp(float(logp))
+            codes = torch.tensor([self.space.encode(dict(assignment))], dtype=torch.long)
+            logp, _ = self.policy.score(codes.reshape(1, len(self._decisions)))
+        return math.exp(float(logp[0]))
 
     def _state(self) -> dict[str, Any]:
         return _encode({
             "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
             "generator": self._gen.get_state(), "baseline": self.baseline,
             "min_reward": self.min_reward, "updates": self.updates,
-            "pending": sorted(self._pending), "batch": [[c, r] for c, r in self._batch]})
+            "pending": sorted(self._pending), "batch": [[c, r] for c, r in self._batch],
+            "told": [[c, r] for c, r in self._told]})
 
     def _load(self, own: Mapping[str, Any]) -> None:
         own = _decode(own)
@@ -206,3 +248,4 @@ class LSTMController(Controller):
         self.updates = int(own["updates"])
         self._pending = {int(k) for k in own["pending"]}
         self._batch = [([int(x) for x in c], r) for c, r in own["batch"]]
+        self._told = [([int(x) for x in c], r) for c, r in own.get("told", [])]
