@@ -197,12 +197,15 @@ def reusable(storage: Any, name: str, number: int,
 
 # -- the run ------------------------------------------------------------------------------
 def calibrate_study(storage: Any, name: str, *, k: int = 6, evaluator: Any = None,
+                    evaluator_factory: Any = None,
                     log: Callable[[str], None] = logger.info) -> CalibrationResult:
     """Retrain k proxy trials at full fidelity, store them, measure the agreement.
 
     Run again after a stop or a kill: finished records are kept, unfinished ones re-run.
-    `evaluator`: an Evaluator to use instead of the experiment's (tests)."""
+    `evaluator`: an Evaluator to use instead of the experiment's (tests); or
+    `evaluator_factory` (experiment -> Evaluator), as `autopeft.cli.main` passes it."""
     from autopeft.evaluation.base import NullReporter, make_evaluator
+    from autopeft.names import study_dir
     from autopeft.study import DEFAULT_RUNS_DIR, trial_seed
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
@@ -218,7 +221,7 @@ def calibrate_study(storage: Any, name: str, *, k: int = 6, evaluator: Any = Non
     chosen = select(ranked, k)
     experiment = full_experiment(info.experiment)
     key = schedule_key(experiment)
-    runs = Path(storage.get_study_attrs(name).get("runs_dir", DEFAULT_RUNS_DIR)) / name
+    runs = study_dir(storage.get_study_attrs(name).get("runs_dir", DEFAULT_RUNS_DIR), name)
     stored = load_records(storage, name)
     trained, reused = [], []
     for trial in chosen:
@@ -227,7 +230,7 @@ def calibrate_study(storage: Any, name: str, *, k: int = 6, evaluator: Any = Non
             reused.append(trial.number)
             continue
         if evaluator is None:
-            evaluator = make_evaluator(experiment)
+            evaluator = make_evaluator(experiment, evaluator_factory)
         log(f"calibrate: training trial {trial.number} at full fidelity "
             f"(proxy reward {trial.reward:.4f})")
         stored[trial.number] = _train(storage, name, trial, old, evaluator, experiment,

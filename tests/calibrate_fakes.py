@@ -5,8 +5,8 @@ Proxy trials score `analytic_metric(candidate)` with a rising curve (best at the
 score, in the same order, or in the reverse order with {"invert": true} (a proxy that
 ranks wrongly). Options in $AUTOPEFT_FAKE: sleep_full (seconds per full training),
 started_dir (each full training writes started-<trial>-<pid>-<time> there first),
-invert. Imported by name (`evaluator: calibrate_fakes:fidelity`), so a subprocess
-needs tests/ on its PYTHONPATH.
+invert. Injected from Python; a subprocess runs `python -m calibrate_fakes ARGS...` (the
+autopeft command line with this fake) with tests/ on its PYTHONPATH.
 """
 from __future__ import annotations
 
@@ -54,3 +54,11 @@ class FidelityFake(Evaluator):
 
 def fidelity(experiment: Mapping[str, Any]) -> Evaluator:
     return FidelityFake(experiment)
+
+
+if __name__ == "__main__":  # the CLI with this fake, for tests that need a real process
+    import sys
+
+    from autopeft.cli import main
+
+    sys.exit(main(sys.argv[1:], evaluator_factory=fidelity))

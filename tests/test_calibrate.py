@@ -25,15 +25,20 @@ from autopeft.calibrate import (
     reusable,
     select,
 )
-from autopeft.cli import main
+from autopeft.cli import main as cli_main
 from autopeft.records import TrialRecord, TrialState
+from calibrate_fakes import fidelity
 
 TESTS = Path(__file__).resolve().parent
 
 
+def main(argv):  # the CLI with the two-fidelity fake injected from Python
+    return cli_main(argv, evaluator_factory=fidelity)
+
+
 def _experiment(tmp_path: Path) -> Path:
     p = tmp_path / "fake.yaml"
-    p.write_text("name: fake\nmodel: minilm\nevaluator: calibrate_fakes:fidelity\n")
+    p.write_text("name: fake\nmodel: minilm\n")
     return p
 
 
@@ -212,8 +217,8 @@ def test_killed_calibration_continues_without_losing_or_duplicating(tmp_path, mo
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(TESTS), os.environ.get("PYTHONPATH", "")]),
         AUTOPEFT_FAKE=json.dumps({"sleep_full": 3.0, "started_dir": str(started)}))
-    proc = subprocess.Popen([sys.executable, "-m", "autopeft", "calibrate", "s", "--k", "4"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "calibrate_fakes", "calibrate", "s",
+                             "--k", "4"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     storage = _storage(tmp_path)
     deadline = time.monotonic() + 120
@@ -230,8 +235,9 @@ def test_killed_calibration_continues_without_losing_or_duplicating(tmp_path, mo
     victim = next(n for n, r in killed.items() if r.status == "running")
 
     env["AUTOPEFT_FAKE"] = json.dumps({"started_dir": str(started)})
-    rerun = subprocess.run([sys.executable, "-m", "autopeft", "calibrate", "s", "--k", "4"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run([sys.executable, "-m", "calibrate_fakes", "calibrate", "s",
+                            "--k", "4"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert "kendall_tau=" in rerun.stdout.splitlines()[-1]
     after = load_records(storage, "s")
@@ -261,6 +267,7 @@ def test_calibrate_then_finalize_on_the_real_model(tmp_path, monkeypatch, capsys
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(exp))
     monkeypatch.chdir(tmp_path)
+    main = cli_main  # the real proxy trainer, no fake
     assert main(["search", "--space", "lora_only.yaml", "--experiment", str(path),
                  "--trials", "3", "--study", "real", "--quiet", "--seed", "1"]) == 0
     capsys.readouterr()

@@ -213,14 +213,16 @@ def test_collect_measures_repeats_and_resumes(tmp_path, monkeypatch, tiny):
     mt = _load("make_table")
     monkeypatch.setenv("AUTOPEFT_FAKE", "{}")
     exp = tmp_path / "fake.yaml"
-    exp.write_text("name: fake\nmodel: minilm\n"
-                   "evaluator: autopeft.testing.study_fakes:analytic\n")
+    exp.write_text("name: fake\nmodel: minilm\n")
+    from autopeft.testing.evaluators import analytic
+
+    fake = analytic({"name": "fake", "model": "minilm"})  # injected from Python
     out = tmp_path / "t.csv"
     args = ["--collect", "--space", str(tiny), "--experiment", str(exp),
             "--repeats", "2", "--out", str(out)]
     n = 15
-    assert mt.main([*args, "--limit", "5"]) == 0
-    assert mt.main(args) == 0
+    assert mt.main([*args, "--limit", "5"], fake) == 0
+    assert mt.main(args, fake) == 0
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2 * n
     assert len({(r["key"], r["repeat"]) for r in rows}) == 2 * n
@@ -230,4 +232,4 @@ def test_collect_measures_repeats_and_resumes(tmp_path, monkeypatch, tiny):
         assert r["state"] == "complete" and float(r["reward"]) > 0
     assert all(len(s) == 2 for s in by_key.values())
     assert [r["repeat"] for r in rows[:n]] == ["0"] * n  # every configuration once first
-    assert mt.main(args) == 0 and len(list(csv.DictReader(out.open()))) == 2 * n
+    assert mt.main(args, fake) == 0 and len(list(csv.DictReader(out.open()))) == 2 * n

@@ -32,7 +32,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(os.environ.get("AUTOPEFT_ARTIFACTS",
                                 Path(__file__).resolve().parents[1] / "artifacts")) / "dashboard"
-FAKE = "autopeft.testing.study_fakes:analytic"
 
 
 def _missing_browser() -> str | None:
@@ -185,9 +184,10 @@ def test_reranking_controls_change_the_best_and_the_export_command(site, browser
 
 def test_a_trial_finished_by_a_running_search_appears_without_a_reload(site, browser):
     url, work = site
-    (work / "fake.yaml").write_text(f"name: fake\nmodel: minilm\nevaluator: {FAKE}\n")
+    (work / "fake.yaml").write_text("name: fake\nmodel: minilm\n")
     env = dict(os.environ, AUTOPEFT_FAKE=json.dumps({"sleep": 0.6}))
-    search = subprocess.Popen([sys.executable, "-m", "autopeft", "search", "--space",
+    search = subprocess.Popen([sys.executable, "-m", "autopeft.testing.fake_cli", "analytic",
+                               "search", "--space",
                                "lora_only.yaml", "--experiment", "fake.yaml", "--trials", "40",
                                "--study", "live", "--quiet"], cwd=work, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

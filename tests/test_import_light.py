@@ -44,6 +44,7 @@ def test_space_check_command_loads_no_heavy_library() -> None:
 LAYERS = {
     "exceptions": 0, "version": 0, "_imports": 0, "moduletypes": 0, "candidate": 0,
     "resources": 0, "yamlio": 0, "settings": 0, "pareto": 0,
+    "names": 0,
     "__init__": 0,  # autopeft/__init__.py itself: `import autopeft` stays light
     "space": 1,
     "records": 2, "config": 2, "recipes": 2,

@@ -121,13 +121,13 @@ def test_ls_show_and_export_agree_on_the_best_trial(tmp_path, monkeypatch, capsy
     import re
 
     from autopeft.cli import main
+    from autopeft.testing.evaluators import analytic
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AUTOPEFT_FAKE", json.dumps({"fail_if": "'rank': 1,"}))
     exp = tmp_path / "fake.yaml"
-    exp.write_text("name: fake\nmodel: minilm\nevaluator: autopeft.testing.study_fakes:analytic\n"
-                   "constraints: {max_params_ratio: 0.01}\n")
-    assert main(["search", "--space", "lora_only.yaml", "--experiment", str(exp), "--trials",
+    exp.write_text("name: fake\nmodel: minilm\nconstraints: {max_params_ratio: 0.01}\n")
+    assert main(evaluator_factory=analytic, argv=["search", "--space", "lora_only.yaml", "--experiment", str(exp), "--trials",
                  "8", "--study", "b", "--quiet", "--seed", "2"]) == 0
     capsys.readouterr()
     assert main(["ls", "--json"]) == 0

@@ -141,7 +141,7 @@ def test_data_errors_exit_3_before_anything_is_written(tmp_path, monkeypatch, ca
     data = tmp_path / "d.csv"
     data.write_text("text,label\n" + "".join(f",{i % 2}\n" for i in range(20)))
     exp = tmp_path / "e.yaml"
-    exp.write_text(f"model: minilm\nevaluator: {FAKE}\ndata: {{source: {data}}}\n")
+    exp.write_text(f"model: minilm\ndata: {{source: {data}}}\n")
     rc = main(["search", "--space", "lora_only.yaml", "--experiment", str(exp), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 3 and "data.text" in err and "empty text" in err
@@ -149,7 +149,7 @@ def test_data_errors_exit_3_before_anything_is_written(tmp_path, monkeypatch, ca
     # a few empty rows are dropped, and the CLI says so
     data.write_text("text,label\n" + "".join(f"t{i} w,{i % 2}\n" for i in range(30))
                     + ",1\n,0\n")
-    run = subprocess.run([sys.executable, "-m", "autopeft", "search", "--space",
+    run = subprocess.run([sys.executable, "-m", FAKE_CLI, "analytic", "search", "--space",
                           "lora_only.yaml", "--experiment", str(exp), "--quiet", "--trials",
                           "1", "--study", "d"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120, env=dict(os.environ, AUTOPEFT_FAKE="{}"))

@@ -25,10 +25,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from autopeft.calibrate import calibrate_study
     from autopeft.storage import open_storage
 
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, create=False, study=args.name)
     storage.get_study(args.name)  # StudyNotFoundError (exit 2) before anything else
     try:
         result = calibrate_study(storage, args.name, k=args.k,
+                                 evaluator_factory=getattr(args, "evaluator_factory", None),
                                  log=lambda s: print(s, file=sys.stderr))
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished retrainings are stored; continue with "
