@@ -47,7 +47,7 @@ def _search(tmp_path, monkeypatch, n=8, name="s", opts=None):
     monkeypatch.setenv("AUTOPEFT_FAKE", json.dumps(opts or {}))
     assert main(["search", "--space", "default.yaml", "--experiment",
                  str(_experiment(tmp_path)), "--trials", str(n), "--study", name,
-                 "--quiet", "--seed", "3"]) == 0
+                 "--quiet", "--seed", "3", "--no-recipes"]) == 0
 
 
 def _storage(tmp_path):

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from autopeft.dashboard import ranking
+import autopeft.dashboard.ranking as ranking
 from autopeft.dashboard.data import NoDatabase, NotFound, Reader
 from autopeft.version import __version__
 

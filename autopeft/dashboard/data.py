@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Mapping
 
-from autopeft.dashboard import ranking
+import autopeft.dashboard.ranking as ranking
 from autopeft.exceptions import StorageError, StudyNotFoundError
 from autopeft.plots import all_series, curve_series
 from autopeft.records import TrialRecord, TrialState
