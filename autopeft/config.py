@@ -90,7 +90,8 @@ class OptimizerConfig:
 class RewardConfig:
     lam: float = _f(1.0, "float", "λ: weight of the cost penalty", low=0.0, key="lambda")
     w_params: float = _f(1.0, "float", "weight of params_ratio in the penalty", low=0.0)
-    w_flops: float = _f(0.0, "float", "weight of flops_ratio in the penalty", low=0.0)
+    # 1.0: the AutoPEFT workflow's R = metric − λ·(params_ratio + flops_ratio) by default
+    w_flops: float = _f(1.0, "float", "weight of flops_ratio in the penalty", low=0.0)
 
 
 @dataclass(frozen=True)

@@ -319,3 +319,44 @@ def test_dropped_empty_rows_are_reported(tmp_path, caplog):
         plan = plan_study("p", space=SPACE, experiment=str(exp), n_trials=1)
     assert plan.name == "p"
     assert "dropped 6 of 18 rows" in caplog.text and "empty text in column 'text'" in caplog.text
+
+
+class SlowExecutor(ScriptedExecutor):
+    """Each outcome takes `delay` seconds of wall clock."""
+
+    def __init__(self, delay: float, **kw) -> None:
+        super().__init__(**kw)
+        self.delay = delay
+
+    def wait(self, timeout=None):
+        import time
+
+        if self.live:
+            time.sleep(self.delay)
+        return super().wait(timeout)
+
+
+def test_a_time_budget_stops_new_trials_and_resume_continues(storage):
+    name = _create(storage, n=10)
+    progress = _run(storage, name, SlowExecutor(0.25), time_budget_s=0.6)
+    done = progress.finished
+    assert 1 <= done < 10  # no trial started after the budget; the one running finished
+    assert _states(storage, name) == ["complete"] * done  # nothing left running or queued
+    assert storage.get_study(name).status == "stopped"
+    assert progress.last_event == "stopped: time budget spent"
+    _run(storage, name)  # resume without a budget: the study goes on to its 10 trials
+    assert _states(storage, name) == ["complete"] * 10
+    assert storage.get_study(name).status == "finished"
+    with pytest.raises(ValueError, match="positive"):
+        _run(storage, name, time_budget_s=0)
+
+
+def test_the_budget_flag_reads_durations_and_refuses_nonsense():
+    import argparse
+
+    from autopeft.cli.args import duration
+
+    assert [duration(t) for t in ("90", "90s", "20m", "1.5h")] == [90, 90, 1200, 5400]
+    for bad in ("0", "-5m", "abc", "", "nanm", "infh"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive duration"):
+            duration(bad)

@@ -111,3 +111,22 @@ def check_trial_budget(name: str, n_trials: int, finished: int) -> None:
             f"--trials {n_trials} is below the {finished} trial(s) study {name!r} has "
             f"already finished.\n  fix: pass --trials N with N >= {finished} (N > {finished} "
             f"runs more trials)")
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """A wall-clock budget: seconds, or a number with s, m or h (90, 90s, 20m, 1.5h)."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:]) if raw else None
+    number = raw[:-1] if unit else raw
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive duration such as 90s, 20m or 1.5h, got {text!r}")
+    return value
+

@@ -238,13 +238,16 @@ def resume_study(storage: Any, name: str, *, executor_factory: ExecutorFactory,
                  n_trials: int | None = None, max_retries: int = 2,
                  max_consecutive_failures: int = 5,
                  on_progress: Callable[[Progress], None] | None = None,
-                 check_space_file: bool = True) -> StudyRunner:
+                 check_space_file: bool = True,
+                 time_budget_s: float | None = None) -> StudyRunner:
     """A runner for a stored study (new or stopped), ready to `run()`.
 
     Checks first, then changes: an unknown study, a changed space file or a budget below
     the finished trials raise before anything is written (the trial budget included).
     n_trials raises (or keeps) the study's budget. The executor is built last, with
     `executor_factory(experiment, pruner)`; the runner shuts it down when it ends.
+    time_budget_s: no trial starts after this many seconds of the run (running trials
+    finish); the study is then "stopped" and a later resume continues it.
     """
     ctx = load_context(storage, name, check_space_file=check_space_file)
     if n_trials is not None:
@@ -263,7 +266,7 @@ def resume_study(storage: Any, name: str, *, executor_factory: ExecutorFactory,
     executor = executor_factory(ctx.experiment, pruner)
     return StudyRunner(storage, ctx, controller, executor, max_retries=max_retries,
                        max_consecutive_failures=max_consecutive_failures,
-                       on_progress=on_progress)
+                       on_progress=on_progress, time_budget_s=time_budget_s)
 
 
 # -- executors ------------------------------------------------------------------------------

@@ -78,8 +78,14 @@ class StudyRunner:
 
     def __init__(self, storage: Any, ctx: StudyContext, controller: Any, executor: Any, *,
                  max_retries: int = 2, max_consecutive_failures: int = 5,
-                 on_progress: Callable[[Progress], None] | None = None) -> None:
+                 on_progress: Callable[[Progress], None] | None = None,
+                 time_budget_s: float | None = None) -> None:
+        if time_budget_s is not None and not (time_budget_s > 0):
+            raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
         self.storage = storage
+        # wall-clock budget of this run: no trial starts after it (running ones finish);
+        # the study then ends "stopped" and `resume` continues it with a budget of its own
+        self.time_budget_s = time_budget_s
         self.ctx = ctx
         self.controller = controller
         self.executor = executor
@@ -91,6 +97,7 @@ class StudyRunner:
         self._attempts: dict[int, int] = {}
         self._consecutive_failures = 0
         self._controller_done = False
+        self._out_of_time = False
         self._t0 = time.monotonic()
         self.progress = Progress(n_trials=ctx.n_trials)
 
@@ -132,7 +139,8 @@ class StudyRunner:
             self.executor.shutdown()
         status = "finished" if self.progress.finished >= self.ctx.n_trials else "stopped"
         self.storage.set_study_status(name, status)
-        self._refresh_progress(status)
+        self._refresh_progress("stopped: time budget spent" if self._out_of_time
+                               and status == "stopped" else status)
         return self.progress
 
     def _fill(self) -> None:
@@ -141,6 +149,13 @@ class StudyRunner:
         interrupted trials included; those over the budget stay PENDING."""
         while self.executor.in_flight < self.executor.capacity:
             if self._finished() + len(self._live) >= self.ctx.n_trials:
+                return
+            if self.time_budget_s is not None and \
+                    time.monotonic() - self._t0 >= self.time_budget_s:
+                if not self._out_of_time:
+                    logger.info("time budget of %.0f s spent: no new trial starts",
+                                self.time_budget_s)
+                self._out_of_time = True
                 return
             if not self._queue:
                 if self._controller_done:
