@@ -11,10 +11,10 @@ care which.
 
 Cheap rungs: with `rung_examples`, the intermediate evaluations (the ones a pruner reads)
 score a fixed stratified subset of the validation examples; the last evaluation scores the
-whole validation subset.  The best state is chosen on the subset (the last evaluation's
-subset score is a slice of its full predictions, so no extra pass), and the metric
-returned is the chosen state's full-validation score: when an earlier state wins, it is
-scored on the full set once more.  Without `rung_examples` every evaluation is full, as
+whole validation subset.  The subset shortlists the best state (the last evaluation's
+subset score is a slice of its full predictions, so no extra pass); when an earlier state
+wins there, it is scored on the full set once more and the higher of its and the last
+state's full scores is the metric (with that state's weights kept).  Without `rung_examples` every evaluation is full, as
 before.
 
 Validation batches are cut once per trial and kept (tokenised or cached, on the device),
@@ -245,6 +245,9 @@ class TrainLoop:
                     if self.step >= total or pruned or early_stopped:
                         break
         self.train_seconds += time.perf_counter() - t0
+        last_state = None
+        if rung_idx is not None and final_full is not None and final_full[1] != best_step:
+            last_state = {n: p.detach().clone() for n, p in named}
         if best_state is not None and not pruned:
             with torch.no_grad():
                 for n, p in named:
@@ -256,7 +259,14 @@ class TrainLoop:
         elif final_full is not None and final_full[1] == best_step:
             metric = final_full[0]             # the last state won: its full score
         else:
-            metric = self.score(val_idx)[0]    # an earlier state won: score it on all
+            # an earlier state won on the subset: score it on all, and keep whichever of
+            # it and the last state scores higher there (the subset only shortlists)
+            metric = self.score(val_idx)[0]
+            if final_full is not None and final_full[0] > metric:
+                metric, best_step = final_full
+                with torch.no_grad():
+                    for n, p in named:
+                        p.copy_(last_state[n])
         if last_loss is None and loss_n:
             last_loss = loss_sum / loss_n
         return {"metric": float(metric), "best_step": best_step, "pruned": pruned,
