@@ -66,11 +66,21 @@ class TrainingConfig:
                        low=0)
     eval_batch_size: int = _f(128, "int", "batch size for validation", low=1)
     bf16: bool = _f(False, "bool", "bf16 autocast (CPU with AMX, or GPU)")
+    # trial-cost knobs (autopeft/evaluation/batching.py, prefix_cache.py; docs/EXPERIMENT.md)
+    length_window: int = _f(50, "int", "training batches grouped by length within shuffled "
+                            "windows of N batches; 1 = plain random batches", low=1)
+    rung_examples: int | None = _f(200, "int", "intermediate evaluations (what pruning "
+                                   "reads) on a fixed stratified subset of this many "
+                                   "validation examples; the last one uses all; null = all",
+                                   low=1, nullable=True)
+    frozen_cache_mb: int = _f(1024, "int", "memory bound (MB per worker) of the frozen-prefix "
+                              "activation cache; 0 = off", low=0)
 
 
 def _full_defaults() -> TrainingConfig:
     return TrainingConfig(train_examples=None, max_steps=None, epochs=3.0,
-                          validation_examples=None, eval_every=100, patience=3)
+                          validation_examples=None, eval_every=100, patience=3,
+                          rung_examples=None, frozen_cache_mb=0)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,17 @@ weights (BaseModel.fresh(), inside autopeft.methods.build) and trains it:
 
     validate → build → (warm start) → cost → train with periodic validation → Metrics
 
-The training loop is deliberately lean (no HF Trainer): AdamW over the trainable
-parameters, linear warmup then linear decay, batches cut from the cached tensors with
-dynamic padding, validation every `eval_every` steps reported to the Reporter (which may
-prune), early stopping with `patience`.  The metric returned is the best validation
-score seen, and the weights at that point are the ones checkpointed and, at full
-fidelity, scored on the test split.
+The training loop is deliberately lean (no HF Trainer, autopeft/evaluation/trainloop.py):
+AdamW over the trainable parameters, linear warmup then linear decay, length-grouped
+batches with dynamic padding, validation every `eval_every` steps reported to the Reporter
+(which may prune; intermediate ones on a stratified `rung_examples` subset), early stopping
+with `patience`.  The metric returned is the best state's full-validation score, and the
+weights at that point are the ones checkpointed and, at full fidelity, scored on the test
+split.
+
+A candidate that adapts only layers >= L trains on cached layer-L inputs
+(autopeft/evaluation/prefix_cache.py): computed once per worker, reused by every trial with
+the same L, bounded by `frozen_cache_mb`.
 
 Randomness: the data order comes from a torch.Generator seeded with the trial seed; the
 dropout masks come from torch's global RNG, seeded with the trial seed inside
@@ -22,23 +27,25 @@ metrics.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from autopeft import metrics as metric_fns
 from autopeft import taskdata
 from autopeft._imports import require
 from autopeft.candidate import Candidate
-from autopeft.config import ExperimentConfig, TrainingConfig
+from autopeft.config import ExperimentConfig
+from autopeft.evaluation import prefix_cache
 from autopeft.evaluation.base import Evaluator, Reporter
+from autopeft.evaluation.trainloop import CachedSource, TrainLoop, bf16_pays
 from autopeft.exceptions import (CandidateError, ConfigError, FatalError,
                                  MissingDependencyError, TrialFailedError)
 from autopeft.methods.groups import param_groups
 from autopeft.records import Cost, EvalRequest, Metrics
 
 log = logging.getLogger(__name__)
+
+_Loop = TrainLoop  # the name tests and older callers use
 
 
 @dataclass
@@ -63,6 +70,7 @@ class ProxyEvaluator(Evaluator):
         self._setup: _Setup | None = None
         # how often the expensive steps ran in this worker (tests and benchmarks read them)
         self.stats = {"setups": 0, "tokenisations": 0, "trials": 0}
+        self._activations: prefix_cache.ActivationCache | None = None
 
     # ------------------------------------------------------------------ set-up
     def setup(self, config: ExperimentConfig | None = None) -> _Setup:
@@ -86,9 +94,9 @@ class ProxyEvaluator(Evaluator):
         except (ConfigError, MissingDependencyError) as exc:
             raise FatalError(f"the experiment cannot be set up: {exc}") from exc
         device = _device(torch, cfg)
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported() and (
-                cfg.proxy.bf16 or cfg.full.bf16):
-            log.warning("this GPU has no bf16 support: bf16 is ignored, training in fp32")
+        if (cfg.proxy.bf16 or cfg.full.bf16) and not bf16_pays(torch, device, True):
+            log.warning("this %s has no bf16 units: bf16 is ignored, training in fp32",
+                        "GPU" if device.type == "cuda" else "CPU")
         from autopeft.cost import CostMeter
 
         self._setup = _Setup(key, raw, splits, base, {}, device, time.perf_counter() - t0,
@@ -108,6 +116,7 @@ class ProxyEvaluator(Evaluator):
         if self._setup is not None:
             self._setup.meter.close()
         self._setup = None
+        self._activations = None
 
     # ------------------------------------------------------------------ one trial
     def evaluate(self, request: EvalRequest, reporter: Reporter) -> Metrics:
@@ -166,12 +175,21 @@ class ProxyEvaluator(Evaluator):
         val_idx = taskdata.stratified_subset(s.raw.labels, s.splits["validation"],
                                              train_cfg.validation_examples or 10**12,
                                              seed=cfg.data.split_seed + 1)
-        loop = _Loop(torch, model, enc, s.device, cfg, train_cfg, settings,
-                     use_token_types=_takes_token_types(s.base.model),
-                     start_step=request.start_step)
+        rung_idx = None
+        if train_cfg.rung_examples is not None and train_cfg.rung_examples < len(val_idx):
+            rung_idx = taskdata.stratified_subset(s.raw.labels, val_idx,
+                                                  train_cfg.rung_examples,
+                                                  seed=cfg.data.split_seed + 2)
+        loop = TrainLoop(torch, model, enc, s.device, cfg, train_cfg, settings,
+                         use_token_types=_takes_token_types(s.base.model),
+                         start_step=request.start_step)
         loop.groups = param_groups(built, settings)  # one per module with its own learning rate
+        needed = [train_idx, val_idx] + ([s.splits["test"]] if cfg.fidelity == "full" else [])
+        frozen = self._frozen_prefix(candidate, built, s, enc, loop, needed)
+        if frozen is not None:
+            loop.source = frozen
         try:
-            result = loop.run(train_idx, val_idx, request, reporter)
+            result = loop.run(train_idx, val_idx, request, reporter, rung_idx=rung_idx)
             test_metric = None
             if cfg.fidelity == "full":
                 test_metric = loop.score(s.splits["test"])[0]
@@ -192,10 +210,52 @@ class ProxyEvaluator(Evaluator):
             extra={**settings, "n_train": int(len(train_idx)),
                    "n_validation": int(len(val_idx)), "best_step": result["best_step"],
                    "early_stopped": result["early_stopped"], "device": str(s.device),
-                   "bf16": train_cfg.bf16, "fidelity": cfg.fidelity,
+                   "bf16": bf16_pays(torch, s.device, train_cfg.bf16),
+                   "fidelity": cfg.fidelity,
                    "build_seconds": build_seconds, "setup_seconds": s.seconds,
-                   "backend": built.backend},
+                   "backend": built.backend,
+                   "frozen_below": frozen.states.layer if frozen is not None else 0,
+                   "n_rung": int(len(rung_idx)) if rung_idx is not None else None},
         )
+
+    def _frozen_prefix(self, candidate: Candidate, built: Any, s: _Setup, enc: Any,
+                       loop: TrainLoop, needed: list[Any]) -> CachedSource | None:
+        """The cached layer-L inputs for this trial, with the model cut to start at L;
+        None when the candidate touches layers below 1, the bound is 0 or too small."""
+        import numpy as np
+
+        t = loop.t
+        L = prefix_cache.frozen_below(candidate, s.base.info) if t.frozen_cache_mb else 0
+        if L <= 0:
+            return None
+        bad = prefix_cache.trainable_below(built.model, L, s.base.info.family)
+        if bad:  # the type table said frozen, the built model disagrees: stay exact
+            log.warning("trainable parameters below layer %d (%s): training uncached",
+                        L, ", ".join(bad[:3]))
+            return None
+        if self._activations is None or self._activations.max_bytes != t.frozen_cache_mb * 2**20:
+            self._activations = prefix_cache.ActivationCache(t.frozen_cache_mb * 2**20)
+        # the pristine base model (where the states are computed) stays on the CPU; its
+        # autocast matches the trial's precision so the states are what the trial's own
+        # frozen layers would compute in eval mode
+        torch = loop.torch
+
+        def autocast() -> Any:
+            import contextlib
+
+            return (torch.autocast("cpu", dtype=torch.bfloat16) if bf16
+                    else contextlib.nullcontext())
+
+        bf16 = bf16_pays(torch, torch.device("cpu"), t.bf16)
+        key = (s.key, enc.fingerprint, L, bf16)
+        states = self._activations.get(
+            key, s.base.model, enc, L, np.concatenate([np.asarray(i) for i in needed]),
+            hidden=s.base.info.hidden_size, autocast=autocast,
+            batch_size=t.eval_batch_size, device="cpu")
+        if states is None:
+            return None
+        prefix_cache.skip_frozen(built.model, L)
+        return CachedSource(enc, states)
 
     def _cost(self, built: Any, s: _Setup) -> Cost:
         """Exact trainable parameters, FLOPs per token and latency (autopeft.cost)."""
@@ -211,138 +271,3 @@ def _device(torch: Any, cfg: ExperimentConfig) -> Any:
 def _takes_token_types(model: Any) -> bool:
     """BERT-style encoders have segment embeddings; decoders must not get token_type_ids."""
     return getattr(model.config, "type_vocab_size", None) is not None
-
-
-class _Loop:
-    """The training loop of one trial (state kept on the object for error messages)."""
-
-    def __init__(self, torch: Any, model: Any, enc: Any, device: Any, cfg: ExperimentConfig,
-                 train_cfg: TrainingConfig, settings: Mapping[str, Any], *,
-                 use_token_types: bool, start_step: int = 0) -> None:
-        self.torch, self.model, self.enc, self.device = torch, model, enc, device
-        self.cfg, self.t, self.settings = cfg, train_cfg, settings
-        self.use_token_types = use_token_types
-        self.start_step = start_step
-        self.step = 0
-        self.reports: list[tuple[int, float]] = []
-        self.train_seconds = 0.0
-        self.eval_seconds = 0.0
-
-    def _autocast(self) -> Any:
-        import contextlib
-
-        if not self.t.bf16:
-            return contextlib.nullcontext()
-        if self.device.type == "cuda" and not self.torch.cuda.is_bf16_supported():
-            return contextlib.nullcontext()  # pre-Ampere GPU: stay in fp32 (logged at start)
-        return self.torch.autocast(self.device.type, dtype=self.torch.bfloat16)
-
-    def _forward(self, batch: Mapping[str, Any]) -> Any:
-        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        if self.use_token_types and "token_type_ids" in batch:
-            kwargs["token_type_ids"] = batch["token_type_ids"]
-        with self._autocast():
-            return self.model(**kwargs).logits.float()
-
-    def score(self, idx: Any) -> tuple[float, Any]:
-        """(metric, predictions) on the examples idx, in order (no dropout, no grad)."""
-        t0 = time.perf_counter()
-        torch = self.torch
-        idx = torch.as_tensor(idx, dtype=torch.int64)
-        # Scoring order does not matter, so batch similar lengths together: each batch then
-        # pads to little more than its own examples (training batches stay unsorted).
-        by_length = torch.argsort(self.enc.lengths[idx], stable=True)
-        self.model.eval()
-        preds = []
-        with torch.no_grad():
-            for batch in taskdata.iter_batches(self.enc, idx[by_length],
-                                               self.t.eval_batch_size, device=self.device):
-                preds.append(self._forward(batch).argmax(-1).cpu())
-        self.model.train()
-        y_pred = torch.empty(len(idx), dtype=torch.int64)
-        y_pred[by_length] = torch.cat(preds)
-        y_pred = y_pred.numpy()
-        y_true = self.enc.labels[idx].numpy()
-        self.eval_seconds += time.perf_counter() - t0
-        return metric_fns.compute(self.cfg.metric, y_true, y_pred), y_pred
-
-    def total_steps(self, n_train: int) -> int:
-        if self.t.max_steps is not None:
-            return self.t.max_steps
-        per_epoch = math.ceil(n_train / self.settings["batch_size"])
-        return max(1, math.ceil(self.t.epochs * per_epoch))
-
-    def run(self, train_idx: Any, val_idx: Any, request: EvalRequest,
-            reporter: Reporter) -> dict[str, Any]:
-        torch = self.torch
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        if not params:
-            raise TrialFailedError("the built model has no trainable parameters")
-        lr = self.settings["learning_rate"]
-        opt = torch.optim.AdamW(self.groups, lr=lr)  # autopeft.methods.groups
-        total = self.total_steps(len(train_idx))
-        warmup = int(round(self.settings["warmup_ratio"] * total))
-
-        def lr_at(step: int) -> float:  # step counts from 0; linear warmup, linear decay
-            if step < warmup:
-                return lr * (step + 1) / warmup
-            return lr * max(0.0, (total - step) / max(1, total - warmup))
-
-        order = torch.Generator().manual_seed(int(request.seed))
-        best, best_step, best_state, bad_evals = -math.inf, 0, None, 0
-        pruned = early_stopped = False
-        loss_sum, loss_n, last_loss = 0.0, 0, None
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(request.seed))  # dropout masks, inside the fork only
-            self.model.train()
-            while self.step < total and not (pruned or early_stopped):
-                for batch in taskdata.iter_batches(self.enc, train_idx,
-                                                   self.settings["batch_size"],
-                                                   generator=order, device=self.device):
-                    for group in opt.param_groups:
-                        group["lr"] = lr_at(self.step) * group["lr_scale"]
-                    logits = self._forward(batch)
-                    loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        raise TrialFailedError(f"non-finite loss at step "
-                                               f"{self.start_step + self.step + 1} ({value})")
-                    loss.backward()
-                    if self.cfg.optimizer.max_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(params, self.cfg.optimizer.max_grad_norm)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    self.step += 1
-                    loss_sum, loss_n = loss_sum + value, loss_n + 1
-                    if self.step % self.t.eval_every == 0 or self.step == total:
-                        last_loss = loss_sum / loss_n
-                        loss_sum, loss_n = 0.0, 0
-                        self.train_seconds += time.perf_counter() - t0
-                        value, _ = self.score(val_idx)
-                        at = self.start_step + self.step
-                        self.reports.append((at, value))
-                        if value > best:
-                            best, best_step, bad_evals = value, at, 0
-                            best_state = {n: p.detach().clone() for n, p in named}
-                        else:
-                            bad_evals += 1
-                        if not reporter.report(request.trial_number, at, value):
-                            pruned = True
-                        elif self.t.patience and bad_evals >= self.t.patience:
-                            early_stopped = True
-                        t0 = time.perf_counter()
-                    if self.step >= total or pruned or early_stopped:
-                        break
-        self.train_seconds += time.perf_counter() - t0
-        if best_state is not None and not pruned:
-            with torch.no_grad():
-                for n, p in named:
-                    p.copy_(best_state[n])
-        metric = self.reports[-1][1] if pruned else best
-        if last_loss is None and loss_n:
-            last_loss = loss_sum / loss_n
-        return {"metric": float(metric), "best_step": best_step, "pruned": pruned,
-                "early_stopped": early_stopped, "train_loss": last_loss}
