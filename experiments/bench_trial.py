@@ -11,8 +11,8 @@ and one thread; each reports its best validation accuracy):
          example to max_length (as HF tutorials do).
   today  ProxyEvaluator as it was before issue 12: plain random batches
          (length_window 1), every evaluation on all validation examples, no cache.
-  fast   ProxyEvaluator's defaults now: length-grouped batches, cheap rungs on a
-         stratified subset, the frozen-prefix activation cache.
+  fast   ProxyEvaluator with length-grouped batches (window 50; off in the proxy's
+         defaults), cheap rungs on a stratified subset, the frozen-prefix activation cache.
 
 Per-trial cost = once-per-side set-up / repeats + median trial time (set-up: data, model,
 tokenisation; the fair side's per-trial model rebuild is inside its trials; the fast
