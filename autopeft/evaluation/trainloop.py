@@ -1,7 +1,7 @@
 """The training loop of one proxy trial (ProxyEvaluator builds the model, this trains it).
 
-AdamW over the trainable parameters, linear warmup then linear decay, length-grouped
-batches (autopeft.evaluation.batching) cut from a batch source, validation every
+AdamW over the trainable parameters, linear warmup then linear decay, batches
+(length-grouped with `length_window` > 1, autopeft.evaluation.batching) cut from a source, validation every
 `eval_every` steps reported to the Reporter (which may prune), early stopping with
 `patience`.
 
