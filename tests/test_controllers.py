@@ -355,3 +355,23 @@ def test_a_controller_moves_away_from_an_infeasible_region(name, lora_space):
     # them (measured 0.13 and 0.10 over these seeds)
     shares = [_infeasible_share(name, lora_space, s) for s in range(3)]
     assert np.mean(shares) < 0.2, shares
+
+
+def test_controllers_are_found_from_their_files_without_importing_them(tmp_path):
+    """A new controller is one file: the registry reads each module's source for classes
+    that name themselves, and imports a module only when its controller is looked up."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from autopeft.controllers import CONTROLLERS\n"
+            "names = sorted(CONTROLLERS)\n"
+            "loaded = [m for m in ('autopeft.controllers.lstm', 'autopeft.controllers.tpe',"
+            " 'torch', 'optuna') if m in sys.modules]\n"
+            "cls = CONTROLLERS['random']\n"
+            "print(names, loaded, cls.__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("['lstm', 'motpe', 'nsga2', 'pbt', 'random', 'tpe'] [] "
+                                  "RandomController")

@@ -11,27 +11,72 @@ A preset file, strict: unknown keys anywhere are ConfigErrors naming file and YA
       min_resource: 50
       eta: 3
 
-The registry maps names to "module:Class" strings so that `import autopeft.controllers`
-stays light: optuna and torch load only when a controller that needs them is built.
+The registry: every class in a module of this package that names itself with a string
+class attribute (`name = "tpe"`) is a controller. CONTROLLERS finds them by reading the
+modules' source (ast, once), not by importing them, and imports a controller's module only
+when that controller is built. So a new controller is one file in autopeft/controllers/
+(plus its line in the contract suite's list), and `import autopeft.controllers` stays
+light: the LSTM's module imports torch, TPE's optuna, only when they are used.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from autopeft.controllers.base import Controller
 from autopeft.exceptions import ConfigError
 
-CONTROLLERS: dict[str, str] = {
-    "random": "autopeft.controllers.random:RandomController",
-    "tpe": "autopeft.controllers.tpe:TPEController",
-    "motpe": "autopeft.controllers.multiobjective:MOTPEController",
-    "nsga2": "autopeft.controllers.multiobjective:NSGA2Controller",
-    "lstm": "autopeft.controllers.lstm:LSTMController",
-    "pbt": "autopeft.controllers.pbt:PBTController",
-}
+_NOT_CONTROLLERS = frozenset({"base", "presets"})
+
+
+class _Registry(Mapping[str, type]):
+    """Controller name -> class. Names come from the package's source files (read once);
+    a class is imported when it is looked up."""
+
+    _found: dict[str, tuple[str, str]] | None = None
+
+    def _load(self) -> dict[str, tuple[str, str]]:
+        if self._found is None:
+            import ast
+
+            here = Path(__file__).parent  # this package, read as files (no import)
+            found: dict[str, tuple[str, str]] = {}
+            for info in pkgutil.iter_modules([str(here)]):
+                if info.name in _NOT_CONTROLLERS:
+                    continue
+                path = here / f"{info.name}.py"
+                for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                    if not isinstance(node, ast.ClassDef):
+                        continue
+                    for item in node.body:
+                        if (isinstance(item, ast.Assign) and len(item.targets) == 1
+                                and isinstance(item.targets[0], ast.Name)
+                                and item.targets[0].id == "name"
+                                and isinstance(item.value, ast.Constant)
+                                and isinstance(item.value.value, str)):
+                            name = item.value.value
+                            if name in found:
+                                raise TypeError(f"two controllers are named {name!r}: "
+                                                f"{found[name]} and {info.name}:{node.name}")
+                            found[name] = (f"{__package__}.{info.name}", node.name)
+            type(self)._found = found
+        return self._found
+
+    def __getitem__(self, name: str) -> type:
+        module, attr = self._load()[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict(self._load()))
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+CONTROLLERS: Mapping[str, type] = _Registry()
 
 _PRESET_KEYS = ("description", "controller", "settings", "pruner")
 
@@ -49,8 +94,7 @@ def controller_class(name: str) -> type[Controller]:
     if name not in CONTROLLERS:
         raise ConfigError(f"unknown controller {name!r}", path="controller", value=name,
                           fix=f"use one of {sorted(CONTROLLERS)}")
-    module, _, attr = CONTROLLERS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return CONTROLLERS[name]
 
 
 @dataclass(frozen=True)
