@@ -147,6 +147,19 @@ def _wait_for(path: Path, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+class _KeepAlive:
+    """An executor as the study sees it, except that shutdown() is a no-op."""
+
+    def __init__(self, executor: RayExecutor) -> None:
+        self._executor = executor
+
+    def __getattr__(self, name: str):
+        return getattr(self._executor, name)
+
+    def shutdown(self) -> None:
+        pass
+
+
 class StudyThread:
     """The real study loop (StudyRunner, SQLite storage, the random controller) driving
     `executor` in a background thread, so the test can kill workers while it runs.
@@ -172,7 +185,11 @@ class StudyThread:
         ctx = load_context(self.storage, "faults")
         self.seed = ctx.seed
         controller = make_controller("random", ctx.space, seed=ctx.seed)
-        self.runner = StudyRunner(self.storage, ctx, controller, executor, max_retries=2)
+        # the runner shuts its executor down when the study ends; the test still reads the
+        # live executor's workers afterwards, so the runner gets a view whose shutdown is
+        # left to the test's own `with RayExecutor(...)` block
+        self.runner = StudyRunner(self.storage, ctx, controller, _KeepAlive(executor),
+                                  max_retries=2)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()

@@ -31,11 +31,20 @@ def _experiment(tmp_path: Path, **opts) -> Path:
     return p
 
 
+def _plain(argv) -> list[str]:
+    """These tests are about the loop, not pruning: a search without --controller runs
+    the random controller here (the CLI's default, tpe_asha, prunes trials)."""
+    argv = list(argv)
+    if argv[:1] == ["search"] and "--controller" not in argv:
+        argv += ["--controller", "random"]
+    return argv
+
+
 def _cli(tmp_path, *argv, env_opts=None, monkeypatch=None):
     if monkeypatch is not None:
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("AUTOPEFT_FAKE", json.dumps(env_opts or {}))
-    return main(list(argv))
+    return main(_plain(argv))
 
 
 def _trials(db: Path, study: str) -> list[tuple[int, str, float | None]]:
@@ -178,7 +187,8 @@ def test_bad_inputs_get_distinct_exit_codes_and_write_nothing(tmp_path, monkeypa
 
 def _driver(tmp_path: Path, *argv: str, opts: dict) -> subprocess.Popen:
     env = dict(os.environ, AUTOPEFT_FAKE=json.dumps(opts))
-    return subprocess.Popen([sys.executable, "-m", FAKE_CLI, "analytic", *argv], cwd=tmp_path,
+    return subprocess.Popen([sys.executable, "-m", FAKE_CLI, "analytic", *_plain(argv)],
+                            cwd=tmp_path,
                             env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
