@@ -123,3 +123,15 @@ class _TmpFactory:
         d = self.path / name
         d.mkdir()
         return d
+
+
+def test_dora_and_rslora_weights_have_their_module_as_owner():
+    """The newer LoRA types own their weights too, so a module's own learning rate can
+    reach them (DoRA's magnitude vector included)."""
+    from autopeft.methods.groups import owner
+
+    name = "base_model.model.bert.encoder.layer.0.attention.self.query."
+    assert owner(name + "lora_magnitude_vector.default.weight", ("dora",), ()) == "dora"
+    assert owner(name + "lora_A.default.weight", ("rslora",), ()) == "rslora"
+    assert owner("bert.encoder.layer.0.attention.self.query.loras.x.lora_A",
+                 ("rslora", "adapter"), ()) == "rslora"

@@ -27,8 +27,8 @@ MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("prefix_gates", ("unipelt",)),
     ("prefix_tuning", ("prefix", "unipelt", "mam")),      # adapters' prefix pool
     ("prompt_encoder", ("prefix", "prompt")),             # peft prefix / prompt tuning
-    (".loras.", ("lora", "ia3", "unipelt")),              # adapters' LoRA and IA3 blocks
-    ("lora_", ("lora",)),                                 # peft LoRA: lora_A / lora_B
+    (".loras.", ("lora", "rslora", "ia3", "unipelt")),    # adapters' LoRA and IA3 blocks
+    ("lora_", ("lora", "dora", "rslora")),                # peft: lora_A/B, DoRA's magnitude
     ("ia3_", ("ia3",)),                                   # peft IA3: ia3_l
     (".adapters.", ("adapter", "parallel_adapter", "unipelt", "mam")),  # bottlenecks
 )
