@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 
 from autopeft import models, taskdata  # noqa: E402
 from autopeft.evaluation.base import NullReporter, Reporter, make_evaluator  # noqa: E402
-from autopeft.evaluation.proxy import ProxyEvaluator, _Loop  # noqa: E402
+from autopeft.evaluation.proxy import ProxyEvaluator  # noqa: E402
+from autopeft.evaluation.trainloop import TrainLoop  # noqa: E402
 from autopeft.exceptions import FatalError, TrialFailedError  # noqa: E402
 from autopeft.records import EvalRequest  # noqa: E402
 
@@ -151,13 +152,13 @@ def test_candidate_learning_rate_overrides_the_default(evaluator, experiment):
 
 
 def test_non_finite_loss_fails_the_trial(evaluator, experiment, monkeypatch):
-    real = _Loop._forward
+    real = TrainLoop._forward
 
     def poisoned(self, batch):
         out = real(self, batch)
         return out * float("nan") if self.step == 2 else out
 
-    monkeypatch.setattr(_Loop, "_forward", poisoned)
+    monkeypatch.setattr(TrainLoop, "_forward", poisoned)
     with pytest.raises(TrialFailedError, match="non-finite loss at step 3"):
         evaluator.evaluate(request(experiment), NullReporter())
 
@@ -166,7 +167,7 @@ def test_out_of_memory_fails_the_trial(evaluator, experiment, monkeypatch):
     def oom(self, batch):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(_Loop, "_forward", oom)
+    monkeypatch.setattr(TrainLoop, "_forward", oom)
     with pytest.raises(TrialFailedError, match="out of memory at step 0"):
         evaluator.evaluate(request(experiment), NullReporter())
 
@@ -239,7 +240,7 @@ def test_scoring_sorts_by_length_but_returns_predictions_in_order(experiment):
     cfg = ExperimentConfig.from_dict(dict(experiment, metric="accuracy"))
     cfg = dataclasses.replace(cfg, proxy=dataclasses.replace(cfg.proxy, eval_batch_size=3,
                                                              bf16=False))
-    loop = _Loop(torch, LengthParity(), enc, torch.device("cpu"), cfg, cfg.proxy,
+    loop = TrainLoop(torch, LengthParity(), enc, torch.device("cpu"), cfg, cfg.proxy,
                  {"batch_size": 2}, use_token_types=False)
     value, preds = loop.score([6, 0, 3, 1])
     assert preds.tolist() == [1, 1, 1, 0] and value == 1.0

@@ -45,8 +45,6 @@ from autopeft.records import Cost, EvalRequest, Metrics
 
 log = logging.getLogger(__name__)
 
-_Loop = TrainLoop  # the name tests and older callers use
-
 
 @dataclass
 class _Setup:
