@@ -77,6 +77,9 @@ class TrainingConfig:
                                    low=1, nullable=True)
     frozen_cache_mb: int = _f(1024, "int", "memory bound (MB per worker) of the frozen-prefix "
                               "activation cache; 0 = off", low=0)
+    lean_model: bool = _f(True, "bool", "exact shortcuts in the trial model: frozen linear "
+                          "weights stored in bf16 under bf16 autocast, and the last encoder "
+                          "layer computed at [CLS] only (BERT family)")
 
 
 def _full_defaults() -> TrainingConfig:

@@ -186,6 +186,7 @@ class ProxyEvaluator(Evaluator):
         frozen = self._frozen_prefix(candidate, built, s, enc, loop, needed)
         if frozen is not None:
             loop.source = frozen
+        lean = _lean(candidate, model, s, train_cfg, torch) if train_cfg.lean_model else {}
         try:
             result = loop.run(train_idx, val_idx, request, reporter, rung_idx=rung_idx)
             test_metric = None
@@ -213,6 +214,7 @@ class ProxyEvaluator(Evaluator):
                    "build_seconds": build_seconds, "setup_seconds": s.seconds,
                    "backend": built.backend,
                    "frozen_below": frozen.states.layer if frozen is not None else 0,
+                   **lean,
                    "n_rung": int(len(rung_idx)) if rung_idx is not None else None},
         )
 
@@ -258,6 +260,19 @@ class ProxyEvaluator(Evaluator):
     def _cost(self, built: Any, s: _Setup) -> Cost:
         """Exact trainable parameters, FLOPs per token and latency (autopeft.cost)."""
         return s.meter.measure(built)
+
+
+def _lean(candidate: Candidate, model: Any, s: _Setup, t: Any, torch: Any) -> dict[str, Any]:
+    """The exact shortcuts of `lean_model` (after cost measurement: the meter times the
+    model as a user deploys it); returns what was applied, for Metrics.extra."""
+    from autopeft.evaluation import cls_only, dropout, precision
+
+    out = {"bf16_frozen": 0, "cls_only": False, "fast_dropout": dropout.fast_dropout(model)}
+    if bf16_pays(torch, s.device, t.bf16) and precision.convertible(candidate):
+        out["bf16_frozen"] = precision.frozen_linears_to_bf16(model)
+    if cls_only.applies(candidate, s.base.info):
+        out["cls_only"] = cls_only.cls_only_last_layer(model)
+    return out
 
 
 def _device(torch: Any, cfg: ExperimentConfig) -> Any:
