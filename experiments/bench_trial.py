@@ -10,29 +10,43 @@ and one thread; each reports its best validation accuracy):
   naive  (--naive) the old baseline: every trial re-reads data and model and pads every
          example to max_length (as HF tutorials do).
   today  ProxyEvaluator as it was before issue 12: plain random batches
-         (length_window 1), every evaluation on all validation examples, no cache.
-  fast   ProxyEvaluator with length-grouped batches (window 50; off in the proxy's
-         defaults), cheap rungs on a stratified subset, the frozen-prefix activation cache.
+         (length_window 1), every evaluation on all validation examples, no activation
+         cache, no lean model.
+  fast   ProxyEvaluator as it is now by default: length-grouped batches (windows of 16
+         batches), cheap rungs on a stratified subset, the frozen-prefix activation cache,
+         and the lean model (frozen linear weights kept in bf16 under bf16 autocast, the
+         last layer at [CLS] only, cheaper dropout masks).
 
-Per-trial cost = once-per-side set-up / repeats + median trial time (set-up: data, model,
-tokenisation; the fair side's per-trial model rebuild is inside its trials; the fast
-side's cache is built inside its first trial that needs it).  Spread = the same with the
-fastest and the slowest trial.  Trials of a case are interleaved (side order rotates per
-repeat) so every side sees the same machine load.
+Clock: CPU seconds of this process (time.process_time), printed beside wall seconds.
+Every side runs one torch thread in this one process, so CPU time is the work a side
+does; unlike wall time it does not count the seconds a shared machine's other jobs take
+the core away (these 2 cores are shared with other benchmarks), so the ratios hold under
+load.  Per-trial cost = once-per-side set-up / search trials + median trial (set-up:
+data, model, tokenisation; the fair side rebuilds its model inside each trial; the fast
+side's activation cache is built once per worker and L, counted as set-up).  Spread = the
+same with the fastest and the slowest trial.  Trials of a case are interleaved (the order
+rotates per repeat).
 
-Cases: TREC-6 (questions, ~13 tokens) with the default candidate (LoRA r=8 on q,v, all
-layers); 128-token documents (experiments/longtext.py: consecutive same-label Rotten
-Tomatoes snippets joined to >= 128 tokens) with the default candidate and with the same
-LoRA on the top half of the layers only.  Then `tau`: >= 10 default-space candidates,
-each trained on the fast and today paths: Kendall tau between the two, the effect of no
-dropout below L on the cached ones, and tau between rung-subset and full-validation scores
-at each rung (from today's full evaluations).
+Cases:
+  trec   TREC-6 (questions, ~13 tokens) with the default candidate (LoRA r=8 on q,v, all
+         layers), at the default proxy's sizes (2000 train, 500 validation, 150 steps,
+         evaluations every 50).
+  long   128-token documents (experiments/longtext.py: consecutive same-label Rotten
+         Tomatoes snippets joined to >= 128 tokens) with the same LoRA on the top half of
+         the layers, with the default candidate, and with full fine-tuning (every weight
+         trains: the reference that Embedding Recycling's "over 90 % faster" is measured
+         against) on today's path.
+  tau    N candidates sampled from search_spaces/default.yaml (seeded), each trained on the
+         fast and today paths with the same trial seed, plus today's path with another
+         seed: Kendall tau fast-vs-today beside the control tau today-vs-today' (what seed
+         noise alone gives), the accuracy effect of no dropout below L on the cached
+         candidates, and tau between rung-subset and full-validation scores at each rung.
 
 Precision: bf16 where the CPU (or GPU) has bf16 units, else fp32 for every side (on a CPU
 without them bf16 is emulated and ~10x slower: that speed-up is not counted here).
 
-    .venv/bin/python experiments/bench_trial.py                  # ~10 min on a quiet 2-core box
-    .venv/bin/python experiments/bench_trial.py --full --repeats 3 --naive   # the issue's sizes
+    .venv/bin/python experiments/bench_trial.py            # ~35 min on one quiet core
+    .venv/bin/python experiments/bench_trial.py --naive --repeats 3
 
 Last line: `fair_speedup=<x> top_half_long_speedup=<y> tau_fast_vs_plain=<t>`.
 """
@@ -50,7 +64,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ALL, TOP = [0, 1, 2, 3, 4, 5], [3, 4, 5]
-WINDOW = 50  # the fast side's length_window (the proxy default is 1: see docs/EXPERIMENT.md)
+WINDOW = 16  # the fast side's length_window: the proxy default (docs/EXPERIMENT.md)
+
+
+def clock():
+    """(CPU seconds of this process, wall seconds)."""
+    return time.process_time(), time.perf_counter()
+
+
+def since(t):
+    c, w = clock()
+    return c - t[0], w - t[1]
 
 
 def _lora(layers=ALL, rank=8, targets=("q", "v")):
@@ -60,22 +84,7 @@ def _lora(layers=ALL, rank=8, targets=("q", "v")):
 
 DEFAULT = [_lora()]
 TOP_HALF = [_lora(TOP)]
-# default-space candidates (search_spaces/default.yaml choices), most different first
-TAU_SET = {
-    "lora_r8_qv": ([_lora()], 1e-3),
-    "lora_r8_qv_top": ([_lora(TOP)], 1e-3),
-    "adapter64_pf": ([{"type": "adapter", "layers": ALL, "size": 64}], 1e-3),
-    "adapter16_hb_top": ([{"type": "adapter", "layers": TOP, "size": 16,
-                           "placement": "houlsby"}], 3e-3),
-    "ia3": ([{"type": "ia3", "layers": ALL}], 1e-2),
-    "bitfit": ([{"type": "bitfit", "layers": ALL}], 1e-2),
-    "prefix16": ([{"type": "prefix", "layers": ALL, "length": 16}], 1e-2),
-    "par16_top": ([{"type": "parallel_adapter", "layers": TOP, "size": 16}], 3e-3),
-    "lora_r4_qkvo_top": ([_lora(TOP, 4, ("q", "k", "v", "o"))], 3e-3),
-    "lora_r16_ffn_top": ([_lora(TOP, 16, ("q", "v", "ffn_in", "ffn_out"))], 1e-3),
-    "par64": ([{"type": "parallel_adapter", "layers": ALL, "size": 64}], 1e-3),
-    "lora_r8_top_lowlr": ([_lora(TOP)], 1e-4),
-}
+FULL_FT = [{"type": "full"}]
 
 
 def cand(modules, lr=None):
@@ -89,7 +98,7 @@ class FairTrainer:
     """model_init-style HPO with transformers.Trainer: tokenise once, rebuild per trial."""
 
     def __init__(self, cfg, padding=False):
-        t0 = time.perf_counter()
+        t0 = clock()
         import transformers
         from datasets import Dataset
 
@@ -115,10 +124,10 @@ class FairTrainer:
                           batched=True, remove_columns=["text"])
 
         self.train_ds, self.val_ds = as_ds(tr), as_ds(va)
-        self.setup_seconds = time.perf_counter() - t0
+        self.setup_seconds = since(t0)[0]
 
     def trial(self, modules, seed):
-        t0 = time.perf_counter()
+        t0 = clock()
         import numpy as np
         import transformers
         from peft import LoraConfig, get_peft_model
@@ -157,7 +166,7 @@ class FairTrainer:
                     if "eval_accuracy" in h]
             if p.max_steps % p.eval_every:
                 accs.append(trainer.evaluate()["eval_accuracy"])
-        return time.perf_counter() - t0, max(accs)
+        return since(t0), max(accs)
 
 
 class Naive:
@@ -167,9 +176,9 @@ class Naive:
         self.cfg, self.setup_seconds = cfg, 0.0
 
     def trial(self, modules, seed):
-        t0 = time.perf_counter()
+        t0 = clock()
         _, acc = FairTrainer(self.cfg, padding="max_length").trial(modules, seed)
-        return time.perf_counter() - t0, acc
+        return since(t0), acc
 
 
 class Ours:
@@ -180,12 +189,12 @@ class Ours:
 
         # a side of its own: no sharing of the other side's on-disk token cache
         os.environ["AUTOPEFT_CACHE"] = tempfile.mkdtemp(prefix="bench_trial_")
-        t0 = time.perf_counter()
+        t0 = clock()
         self.exp = cfg.to_dict()
         self.ev = ProxyEvaluator(self.exp)
         s = self.ev.setup()
         self.ev._encoded(s, cfg.proxy.max_length)
-        self.setup_seconds = time.perf_counter() - t0
+        self.setup_seconds = since(t0)[0]
         self.once = 0.0   # activation-cache builds: once per worker and L, not per trial
 
     def trial(self, modules, seed, lr=None, number=0):
@@ -194,22 +203,24 @@ class Ours:
 
         cache = self.ev._activations
         built = {id(v) for v in cache.entries.values()} if cache else set()
-        t0 = time.perf_counter()
+        t0 = clock()
         m = self.ev.evaluate(EvalRequest("bench", number, cand(modules, lr), self.exp,
                                          seed=seed), NullReporter())
-        seconds = time.perf_counter() - t0
+        cpu, wall = since(t0)
         cache = self.ev._activations
         new = [v.seconds for v in (cache.entries.values() if cache else ())
                if id(v) not in built]
         self.once += sum(new)
         self.last = m
-        return seconds - sum(new), m.metric
+        return (cpu - sum(new), wall - sum(new)), m.metric
 
 
 def path(cfg, fast: bool, rung: int | None):
     t = cfg.proxy
-    t = (dataclasses.replace(t, rung_examples=rung, length_window=WINDOW) if fast else
-         dataclasses.replace(t, length_window=1, rung_examples=None, frozen_cache_mb=0))
+    t = (dataclasses.replace(t, rung_examples=rung, length_window=WINDOW, lean_model=True)
+         if fast else
+         dataclasses.replace(t, length_window=1, rung_examples=None, frozen_cache_mb=0,
+                             lean_model=False))
     return dataclasses.replace(cfg, proxy=t)
 
 
@@ -228,7 +239,7 @@ def padding_report(title, ours, cfg):
                                      cfg.proxy.train_examples or 10**12,
                                      seed=cfg.data.split_seed)
     bs = cfg.optimizer.batch_size
-    for window in (1, cfg.proxy.length_window if cfg.proxy.length_window > 1 else 50):
+    for window in (1, WINDOW):
         pads, reals = [], []
         for seed in range(5):  # five epochs' orders
             b = batching.grouped_order(enc.lengths, idx, bs,
@@ -248,41 +259,68 @@ def per_trial(side, times, search_trials):
     return base + statistics.median(times), base + min(times), base + max(times)
 
 
-def run_case(title, sides, modules, repeats, torch, threads, search_trials):
-    """Interleave the sides' trials; returns {name: (cost, lo, hi, mean accuracy)}."""
+def run_case(title, sides, jobs, repeats, torch, threads, search_trials):
+    """Interleave the sides' trials; returns {name: (cpu cost, lo, hi, mean accuracy)}.
+
+    jobs: {side name: (modules, lr)}, so sides may train different candidates."""
     names = list(sides)
     times = {n: [] for n in names}
+    walls = {n: [] for n in names}
     accs = {n: [] for n in names}
     for r in range(repeats):
         for k in range(len(names)):
             n = names[(k + r) % len(names)]     # rotate who goes first
             torch.set_num_threads(threads)
-            s, a = sides[n].trial(modules, seed=r)
-            times[n].append(s)
+            mods, lr = jobs[n]
+            side = sides[n]
+            (cpu, wall), a = (side.trial(mods, seed=r, lr=lr) if isinstance(side, Ours)
+                              else side.trial(mods, seed=r))
+            times[n].append(cpu)
+            walls[n].append(wall)
             accs[n].append(a)
-            print(f"  {title} {n:6s} repeat {r}: {s:6.1f}s  accuracy {a:.4f}", flush=True)
+            print(f"  {title} {n:6s} repeat {r}: {cpu:6.1f} CPU s ({wall:6.1f} wall)  "
+                  f"accuracy {a:.4f}", flush=True)
     out = {}
     for n in names:
         cost, lo, hi = per_trial(sides[n], times[n], search_trials)
         out[n] = (cost, lo, hi, statistics.mean(accs[n]))
         once = getattr(sides[n], "once", 0.0)
-        print(f"{title} {n:6s} {cost:7.1f}s per trial  [{lo:.1f}..{hi:.1f}]  set-up "
-              f"{sides[n].setup_seconds:.1f}s" + (f" + cache builds {once:.1f}s" if once else "")
-              + f" (over {search_trials} trials)  accuracy {out[n][3]:.4f}", flush=True)
+        print(f"{title} {n:6s} {cost:7.1f} CPU s per trial  [{lo:.1f}..{hi:.1f}]  median wall "
+              f"{statistics.median(walls[n]):.1f}s  set-up {sides[n].setup_seconds:.1f}s"
+              + (f" + cache builds {once:.1f}s" if once else "")
+              + f" (over {search_trials} trials)  accuracy {out[n][3]:.4f} "
+              f"[{min(accs[n]):.4f}..{max(accs[n]):.4f}]", flush=True)
+    return out
+
+
+def tau_candidates(n, seed):
+    """n distinct candidates sampled from the default space (seeded), with their rates."""
+    import numpy as np
+
+    from autopeft.space import load_space
+
+    bound = load_space("default.yaml").bind(num_layers=6, hidden_size=384)
+    rng = np.random.default_rng(seed)
+    out, seen = {}, set()
+    while len(out) < n:
+        c = bound.to_candidate(bound.sample(rng))
+        if c.key() in seen:
+            continue
+        seen.add(c.key())
+        out[f"c{len(out):02d} {c.summary()[:60]}"] = c.to_dict()
     return out
 
 
 def tau_section(cfg, args, torch, threads):
-    """Fast vs today over TAU_SET; rung-subset vs full from today's evaluations."""
+    """Fast vs today (same seed), today vs today (another seed: the control), rungs."""
     import numpy as np
 
     from autopeft import metrics, taskdata
     from autopeft.evaluation import trainloop
     from autopeft.metrics import kendall_tau
 
-    p = dataclasses.replace(cfg.proxy, max_steps=args.tau_steps, eval_every=args.tau_every)
-    cfg = dataclasses.replace(cfg, proxy=p)
     fast, today = Ours(path(cfg, True, args.rung)), Ours(path(cfg, False, None))
+    p = cfg.proxy
     s = today.ev.setup()
     val = taskdata.stratified_subset(s.raw.labels, s.splits["validation"],
                                      p.validation_examples or 10**12,
@@ -300,36 +338,54 @@ def tau_section(cfg, args, torch, threads):
             probe.append((metrics.compute(cfg.metric, y, y_pred[pos]), value))
         return value, y_pred
 
+    def run(side, c, seed, number):
+        from autopeft.evaluation.base import NullReporter
+        from autopeft.records import EvalRequest
+
+        t0 = clock()
+        m = side.ev.evaluate(EvalRequest("bench", number, c, side.exp, seed=seed),
+                             NullReporter())
+        return m, since(t0)[0]
+
     trainloop.TrainLoop.score = score
     rows, rung_rows = {}, {}
     try:
-        for i, (name, (mods, lr)) in enumerate(TAU_SET.items()):
-            if i >= args.tau_candidates:
-                break
+        for i, (name, c) in enumerate(tau_candidates(args.tau_candidates,
+                                                     args.tau_seed).items()):
             torch.set_num_threads(threads)
-            order = [("fast", fast), ("today", today)][:: 1 if i % 2 else -1]
             row = {}
-            for label, side in order:
+            order = [("fast", fast, 0), ("today", today, 0), ("today2", today, 1)]
+            for label, side, seed in order[i % 3:] + order[:i % 3]:
                 probe.clear()
-                t, a = side.trial(mods, seed=0, lr=lr, number=i)
-                row[label], row[label + "_s"] = a, t
-                row["L"] = side.last.extra["frozen_below"] if label == "fast" else row.get("L")
+                m, t = run(side, c, seed, i)
+                row[label], row[label + "_s"] = m.metric, t
+                if label == "fast":
+                    row["L"] = m.extra.get("frozen_below", 0)
                 if label == "today":
                     rung_rows[name] = list(probe)
             rows[name] = row
-            print(f"  tau {name:20s} L={row['L']}  fast {row['fast']:.4f} ({row['fast_s']:.0f}s)"
-                  f"  today {row['today']:.4f} ({row['today_s']:.0f}s)", flush=True)
+            print(f"  tau {name:64s} L={row['L']}  fast {row['fast']:.4f} ({row['fast_s']:.0f}s)"
+                  f"  today {row['today']:.4f} ({row['today_s']:.0f}s)  today' "
+                  f"{row['today2']:.4f}", flush=True)
     finally:
         trainloop.TrainLoop.score = real_score
     names = list(rows)
-    tau = kendall_tau([rows[n]["fast"] for n in names], [rows[n]["today"] for n in names])
+    col = {k: [rows[n][k] for n in names] for k in ("fast", "today", "today2")}
+    tau = kendall_tau(col["fast"], col["today"])
+    control = kendall_tau(col["today2"], col["today"])
+    print(f"tau fast vs today over {len(names)} candidates: {tau:.3f} (control: today with "
+          f"another seed vs today {control:.3f}); mean |acc diff| fast-today "
+          f"{statistics.mean(abs(a - b) for a, b in zip(col['fast'], col['today'])):.4f}, "
+          f"today'-today "
+          f"{statistics.mean(abs(a - b) for a, b in zip(col['today2'], col['today'])):.4f}")
     cached = [n for n in names if rows[n]["L"]]
-    diffs = [rows[n]["fast"] - rows[n]["today"] for n in cached]
-    print(f"tau fast vs today over {len(names)} candidates: {tau:.3f}; mean |acc diff| "
-          f"{statistics.mean(abs(rows[n]['fast'] - rows[n]['today']) for n in names):.4f}")
     if cached:
+        diffs = [rows[n]["fast"] - rows[n]["today"] for n in cached]
         print(f"cached candidates (no dropout below L): {len(cached)}, accuracy fast-today "
               f"mean {statistics.mean(diffs):+.4f} [{min(diffs):+.4f}..{max(diffs):+.4f}]")
+    cost = statistics.mean(rows[n]["today_s"] for n in names) / statistics.mean(
+        rows[n]["fast_s"] for n in names)
+    print(f"mean CPU per trial over these candidates: today/fast {cost:.2f}x")
     n_rungs = min(len(v) for v in rung_rows.values())
     for r in range(n_rungs):
         sub = [rung_rows[n][r][0] for n in names]
@@ -340,41 +396,38 @@ def tau_section(cfg, args, torch, threads):
 
 
 def sized(cfg, args, long: bool):
-    """The case's experiment: the issue's sizes with --full, smaller by default."""
+    """The case's experiment: the default proxy's sizes unless given smaller."""
     p, d = cfg.proxy, cfg.data
     if long:
         from longtext import build_csv
 
         src = build_csv(Path(args.out))
         d = dataclasses.replace(d, source=str(src))
-    steps, every, n_tr, n_va = ((150, 50, 2000, 500) if args.full else
-                                ((args.long_steps, args.long_steps // 2, args.long_train,
-                                  args.long_val) if long
-                                 else (args.steps, args.steps // 3, args.train, args.val)))
-    p = dataclasses.replace(p, max_steps=steps, eval_every=every, train_examples=n_tr,
-                            validation_examples=n_va, max_length=128 if long else p.max_length)
+    steps = args.long_steps if long else args.steps
+    p = dataclasses.replace(p, max_steps=steps, eval_every=max(1, steps // 3),
+                            train_examples=args.long_train if long else args.train,
+                            validation_examples=args.long_val if long else args.val,
+                            max_length=128 if long else p.max_length)
     return dataclasses.replace(cfg, data=d, proxy=p)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--experiment", default="default")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--full", action="store_true", help="the issue's sizes: 2000 train, "
-                    "500 validation, 150 steps, evaluations every 50 (long and short)")
-    ap.add_argument("--steps", type=int, default=60, help="TREC steps without --full")
-    ap.add_argument("--long-steps", type=int, default=30, help="long-text steps without --full")
-    ap.add_argument("--train", type=int, default=1000, help="TREC train examples")
-    ap.add_argument("--val", type=int, default=300, help="TREC validation examples")
-    ap.add_argument("--long-train", type=int, default=600)
-    ap.add_argument("--long-val", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--long-repeats", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=150, help="TREC steps")
+    ap.add_argument("--long-steps", type=int, default=60, help="long-text steps")
+    ap.add_argument("--train", type=int, default=2000, help="TREC train examples")
+    ap.add_argument("--val", type=int, default=500, help="TREC validation examples")
+    ap.add_argument("--long-train", type=int, default=2000)
+    ap.add_argument("--long-val", type=int, default=500)
     ap.add_argument("--rung", type=int, default=200, help="rung subset size (fast side)")
     ap.add_argument("--naive", action="store_true", help="add the old padded baseline")
     ap.add_argument("--search-trials", type=int, default=20, help="trials a search spreads "
                     "each side's once-per-worker costs (set-up, cache builds) over")
-    ap.add_argument("--tau-candidates", type=int, default=10)
-    ap.add_argument("--tau-steps", type=int, default=60)
-    ap.add_argument("--tau-every", type=int, default=20)
+    ap.add_argument("--tau-candidates", type=int, default=12)
+    ap.add_argument("--tau-seed", type=int, default=0, help="seed of the candidate sample")
     ap.add_argument("--skip", default="", help="comma list of cases to skip: trec,long,tau")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out"))
     args = ap.parse_args(argv)
@@ -396,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(args.skip.split(","))
     print(f"{cfg.data.source}: batch {cfg.optimizer.batch_size}, lr "
           f"{cfg.optimizer.learning_rate:g}, {'bf16' if bf16 else 'fp32 (no bf16 units)'}, "
-          f"{threads} thread, {args.repeats} repeats, rung subset {args.rung}", flush=True)
+          f"{threads} thread, {args.repeats} repeats, rung subset {args.rung}, clock: "
+          f"process CPU seconds", flush=True)
     fair = top = tau = float("nan")
     if "trec" not in skip:
         c = sized(cfg, args, long=False)
@@ -407,8 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.naive:
             sides["naive"] = Naive(c)
         padding_report("trec", sides["fast"], path(c, True, args.rung))
-        r = run_case("trec default", sides, DEFAULT, args.repeats, torch, threads,
-                     args.search_trials)
+        r = run_case("trec default", sides, {n: (DEFAULT, None) for n in sides},
+                     args.repeats, torch, threads, args.search_trials)
         fair = r["fair"][0] / r["fast"][0]
         print(f"trec default: fast vs fair {fair:.2f}x (accuracy {r['fast'][3]:.4f} vs "
               f"{r['fair'][3]:.4f}), fast vs today {r['today'][0] / r['fast'][0]:.2f}x"
@@ -421,19 +475,26 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         sides = {"today": Ours(path(c, False, None)), "fast": Ours(path(c, True, args.rung))}
         padding_report("long", sides["fast"], path(c, True, args.rung))
-        r = run_case("long top-half", sides, TOP_HALF, args.repeats, torch, threads,
-                     args.search_trials)
+        r = run_case("long top-half", sides, {n: (TOP_HALF, None) for n in sides},
+                     args.long_repeats, torch, threads, args.search_trials)
         top = r["today"][0] / r["fast"][0]
         print(f"long top-half: fast vs today {top:.2f}x (accuracy {r['fast'][3]:.4f} vs "
               f"{r['today'][3]:.4f}); cache {sides['fast'].ev._activations.nbytes / 2**20:.1f}"
               f" MB", flush=True)
-        r = run_case("long default", sides, DEFAULT, args.repeats, torch, threads,
-                     args.search_trials)
-        print(f"long default: fast vs today {r['today'][0] / r['fast'][0]:.2f}x", flush=True)
+        d = run_case("long default", sides, {n: (DEFAULT, None) for n in sides},
+                     args.long_repeats, torch, threads, args.search_trials)
+        print(f"long default: fast vs today {d['today'][0] / d['fast'][0]:.2f}x", flush=True)
+        ft = run_case("long full-ft", {"today": sides["today"]},
+                      {"today": (FULL_FT, 5e-5)}, 1, torch, threads, args.search_trials)
+        print(f"long: full fine-tuning (today's path) vs top-half LoRA (fast) "
+              f"{ft['today'][0] / r['fast'][0]:.2f}x, i.e. "
+              f"{100 * (1 - r['fast'][0] / ft['today'][0]):.0f} % less CPU per trial "
+              f"(the Embedding Recycling comparison)", flush=True)
     if "tau" not in skip:
-        print(f"[tau] {min(args.tau_candidates, len(TAU_SET))} candidates, "
-              f"{args.tau_steps} steps", flush=True)
-        tau = tau_section(sized(cfg, args, long=False), args, torch, threads)
+        c = sized(cfg, args, long=False)
+        print(f"[tau] {args.tau_candidates} candidates sampled from default.yaml (seed "
+              f"{args.tau_seed}), {c.proxy.max_steps} steps", flush=True)
+        tau = tau_section(c, args, torch, threads)
     print(f"fair_speedup={fair:.2f} top_half_long_speedup={top:.2f} "
           f"tau_fast_vs_plain={tau:.3f}")
     return 0
