@@ -121,13 +121,19 @@ def _time_pairs(model: Any, base_model: Any, inputs: dict[str, Any], *, limit: f
 
     before = torch.get_num_threads()
     gc_was = gc.isenabled()
+    # one CPU thread runs the whole forward in this thread, so its CPU time is the forward's
+    # time without the time other processes held the core; otherwise wall time
+    one_thread = not cuda and (threads or before) == 1
+    clocks = {"clock": time.thread_time if one_thread else time.perf_counter,
+              "wall": time.perf_counter}
     try:
         if threads and not cuda:
             torch.set_num_threads(threads)
         gc.collect()
         gc.disable()
         with torch.no_grad():
-            return paired_ratio(forward(model), forward(base_model), limit=limit, **settings)
+            return paired_ratio(forward(model), forward(base_model), limit=limit,
+                                **{**clocks, **settings})
     finally:
         if gc_was:
             gc.enable()
