@@ -314,6 +314,8 @@ def test_latency_is_timed_once_per_architecture_and_stored_with_its_interval(min
     from autopeft.methods import build
     from autopeft.records import Metrics
 
+    import time
+
     seen = []
 
     def fake_pairs(run_candidate, run_base, *, limit, **settings):
@@ -331,7 +333,10 @@ def test_latency_is_timed_once_per_architecture_and_stored_with_its_interval(min
     got = meter.measure(built, latency_limit=0.15)
     hook.remove()
     assert len(calls) == 2  # FLOPs, then the one forward the recorder ran
-    assert seen == [(0.15, {"budget_s": 2.0}, 1)] and torch.get_num_threads() == threads
+    # one thread, timed by the thread's CPU clock (the budget by the wall clock)
+    assert seen == [(0.15, {"budget_s": 2.0, "clock": time.thread_time,
+                            "wall": time.perf_counter}, 1)]
+    assert torch.get_num_threads() == threads
     assert (got.latency_ratio, got.latency_low, got.latency_high, got.latency_pairs,
             got.latency_confidence, got.latency_basis) == (0.2, 0.17, 0.24, 40, 0.99, "measured")
     assert Metrics.from_dict(Metrics(0.9, "accuracy", got).to_dict()).cost == got
