@@ -114,8 +114,9 @@ class RewardConfig:
 class ConstraintsConfig:
     max_params_ratio: float | None = _f(0.05, "float", "trainable/base params above this "
                                         "is infeasible", low=0.0, nullable=True)
-    max_latency_ratio: float | None = _f(None, "float", "added inference latency above this "
-                                         "is infeasible", low=0.0, nullable=True)
+    max_latency_ratio: float | None = _f(0.15, "float", "added inference latency above this "
+                                         "is infeasible (decided from its 99% interval)",
+                                         low=0.0, nullable=True)
     max_flops_ratio: float | None = _f(None, "float", "added FLOPs/token above this is "
                                        "infeasible", low=0.0, nullable=True)
 

@@ -8,9 +8,16 @@ learning rate that suits its type. Everything else takes the type's default wher
 space allows it, else the nearest value the space allows; every layer is used.
 
 `express(bound)` returns the recipes the space can express, in priority order, and one
-note per recipe it cannot (why). Adding a recipe is one entry in RECIPES, e.g. the full
-fine-tuning reference once its module type exists:
-    Recipe("full_finetuning", "full", learning_rate=5e-5, doc="every weight trainable")
+note per recipe it cannot (why). Adding a recipe is one entry in RECIPES.
+
+The full fine-tuning reference (FULL_FINETUNING, every weight trainable) is not in
+RECIPES. It answers "how close to full fine-tuning", but as a search trial it can never be
+the answer: its params_ratio is 1.0, infeasible under the default constraint (trainable
+parameters <= 5 %), so by default it would only spend budget, and no shipped space has a
+`full` entry. It runs (a) in a study whose space has an entry of type `full`, after the
+standard recipes (the space asked for it; still infeasible under max_params_ratio, it
+stands in `show` as the reference), and (b) in benchmarks, trained directly:
+`recipe_candidate(FULL_FINETUNING, num_layers)` (experiments/bench_search.py).
 
 Learning rates: measured with default proxy trials (MiniLM, TREC-6, 150 steps x 16),
 the figures below and in search_spaces/default.yaml next to each module's range.
@@ -21,7 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from autopeft.candidate import Candidate
+from autopeft.candidate import Candidate, ModuleConfig
 from autopeft.moduletypes import HYPERPARAMETERS, MODULE_TYPES
 from autopeft.space.decision import Decision, same_key
 
@@ -60,6 +67,21 @@ RECIPES: tuple[Recipe, ...] = (
 )
 
 
+# Full fine-tuning needs a learning rate 1-2 orders of magnitude below the PEFT modules'
+# (every pretrained weight moves). Measured with default proxy trials (MiniLM, TREC-6, 150
+# steps x 16, seed 0; experiments/measure_lr.py --plan full=<lr>), validation accuracy:
+#   2e-5: 0.514   5e-5: 0.878   1e-4: 0.918   2e-4: 0.926   4e-4: 0.908
+# (LoRA r=8 on q,v at its 2e-3: 0.860-0.904). 1e-4 rather than the proxy's 2e-4: within
+# one seed's noise of it there, and finalize's schedule is ~5x longer. On that schedule
+# (`measure_lr.py --fidelity full --plan full=1e-4`: whole train split, 3 epochs, 810
+# steps, 877 s at load 5) 1e-4 reached 0.952, still rising at the end, no instability;
+# other rates were not tried on the full schedule.
+FULL_FT_LR = 1e-4
+FULL_FINETUNING = Recipe("full_finetuning", "full", learning_rate=FULL_FT_LR,
+                         doc="every weight trainable: the reference, not a PEFT method")
+REFERENCES: tuple[Recipe, ...] = (FULL_FINETUNING,)
+
+
 @dataclass(frozen=True)
 class Expressed:
     recipe: Recipe
@@ -76,12 +98,16 @@ class _Skip(Exception):
     pass
 
 
-def express(bound: Any, recipes: tuple[Recipe, ...] = RECIPES
-            ) -> tuple[list[Expressed], list[str]]:
-    """(the recipes `bound` can express, in order; one note per skipped recipe)."""
+def express(bound: Any, recipes: tuple[Recipe, ...] = RECIPES,
+            references: tuple[Recipe, ...] = REFERENCES) -> tuple[list[Expressed], list[str]]:
+    """(the recipes `bound` can express, in order; one note per skipped recipe).
+
+    `references` come after `recipes`, and only when the space has an entry of their type
+    (no note otherwise: a space without one did not ask for them)."""
     done: list[Expressed] = []
     skipped: list[str] = []
-    for r in recipes:
+    types = {e.type for e in bound.space.entries}
+    for r in tuple(recipes) + tuple(x for x in references if x.type in types):
         if r.type not in MODULE_TYPES:
             skipped.append(f"recipe {r.name}: module type {r.type!r} is not available")
             continue
@@ -99,6 +125,18 @@ def express(bound: Any, recipes: tuple[Recipe, ...] = RECIPES
         else:
             skipped.append(f"recipe {r.name}: " + "; ".join(reasons))
     return done, skipped
+
+
+def recipe_candidate(r: Recipe, num_layers: int) -> Candidate:
+    """The recipe as a candidate outside any space (benchmarks train it directly): its
+    params, then its preferred values, the type's defaults for the rest, every layer, and
+    its learning rate."""
+    spec = MODULE_TYPES[r.type]
+    params = {**{k: list(v) if isinstance(v, tuple) else v for k, v in r.prefer.items()},
+              **r.params}
+    layers = list(range(num_layers)) if spec.layered else None
+    return Candidate((ModuleConfig(r.type, params, layers),),
+                     {"learning_rate": r.learning_rate}, num_layers)
 
 
 def _express(bound: Any, r: Recipe, e: Any) -> Expressed:

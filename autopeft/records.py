@@ -50,9 +50,17 @@ class Cost:
     extra_flops_per_token: float   # added by the modules, unmerged
     flops_ratio: float             # extra / base, unmerged
     flops_ratio_merged: float      # extra / base after merging what can merge
-    latency_ratio: float | None = None  # (t_candidate - t_base) / t_base, measured
+    latency_ratio: float | None = None  # t_candidate / t_base - 1 (median; autopeft.cost.latency)
     mergeable: bool = False
     head_params: int = 0           # the trainable classifier head, not in trainable_params
+    # the latency's confidence interval and how it was obtained; a limit is decided from
+    # the interval (autopeft.reward.violations). None in records made before it existed
+    latency_low: float | None = None
+    latency_high: float | None = None
+    latency_pairs: int = 0         # timed candidate/base pairs (0: not timed)
+    latency_confidence: float | None = None  # of [latency_low, latency_high]
+    latency_basis: str | None = None  # "measured" (paired timing) or "merged" (deploys
+                                      # merged: the base's architecture, exactly 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

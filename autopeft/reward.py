@@ -8,7 +8,9 @@ retraining (`score(record.metrics, new_config)`).
 
 A constraint (max_params_ratio, max_latency_ratio, max_flops_ratio) is a hard limit: a
 trial over it is marked infeasible, with the reasons, rather than only penalised, so a
-cheap-but-too-big candidate can never win by a large metric.
+cheap-but-too-big candidate can never win by a large metric. Latency is a noisy
+measurement, so its limit is decided from the stored confidence interval, never from the
+point estimate alone (`latency_verdict`; the method: autopeft.cost.latency).
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from autopeft.config import ConstraintsConfig, ExperimentConfig, RewardConfig
 from autopeft.pareto import dominates, front
+from autopeft.cost.latency import OVER, verdict
 from autopeft.records import Metrics, TrialRecord, TrialState
 
-__all__ = ["Score", "dominates", "pareto_front", "pareto_trials", "reward_value", "score",
-           "violations"]
+__all__ = ["Score", "dominates", "latency_verdict", "pareto_front", "pareto_trials",
+           "reward_value", "score", "violations"]
 
 
 class Score(NamedTuple):
@@ -34,20 +37,42 @@ def reward_value(metric: float, params_ratio: float, flops_ratio: float,
     return float(metric) - weights.lam * penalty
 
 
+def latency_verdict(cost: Mapping[str, Any], limit: float | None) -> str:
+    """Where a stored latency lies against `limit`: "within", "over", "uncertain" (its
+    interval straddles the limit) or "no limit" (no limit, or latency not measured).
+
+    Read from the stored interval (latency_low..latency_high); a record made before the
+    interval existed has only the point latency_ratio, which then stands for both ends.
+    """
+    point = cost.get("latency_ratio")
+    if point is None:
+        return verdict(None, None, None)
+    low, high = cost.get("latency_low"), cost.get("latency_high")
+    return verdict(point if low is None else low, point if high is None else high, limit)
+
+
 def violations(cost: Mapping[str, Any], limits: ConstraintsConfig) -> tuple[str, ...]:
     """Why a cost breaks the constraints (empty when it does not).
 
-    A latency limit is checked only when the latency was measured (latency_ratio set):
-    an unmeasured latency is not evidence of a violation.
+    A latency limit is broken only on evidence: when the interval's lower end is above it
+    (latency_verdict "over"). An unmeasured latency, or one whose interval straddles the
+    limit ("uncertain"), is not a violation.
     """
     out = []
     checks = (("params_ratio", limits.max_params_ratio, "max_params_ratio"),
-              ("flops_ratio", limits.max_flops_ratio, "max_flops_ratio"),
-              ("latency_ratio", limits.max_latency_ratio, "max_latency_ratio"))
+              ("flops_ratio", limits.max_flops_ratio, "max_flops_ratio"))
     for key, limit, name in checks:
         value = cost.get(key)
         if limit is not None and value is not None and value > limit:
             out.append(f"{key}={value:.4g} > {name}={limit:g}")
+    limit = limits.max_latency_ratio
+    if latency_verdict(cost, limit) == OVER:
+        lat = f"latency_ratio={cost['latency_ratio']:.4g}"
+        if cost.get("latency_low") is not None:
+            conf = cost.get("latency_confidence")
+            lat += (f" ({'' if conf is None else f'{100 * conf:.0f}% '}interval "
+                    f"{cost['latency_low']:.4g}..{cost['latency_high']:.4g})")
+        out.append(f"{lat} > max_latency_ratio={limit:g}")
     return tuple(out)
 
 

@@ -11,7 +11,9 @@ machine was too loaded on 2026-12-01), so the spaces mark those rates "not measu
     python experiments/measure_lr.py --table                          # summarise the table
 
 Each trial is one default proxy trial (experiments/default.yaml: MiniLM, TREC-6, 150
-steps x 16, seed 0); one JSON line per trial is appended to --out as it finishes.
+steps x 16, seed 0), or with `--fidelity full` one training on the experiment's `full`
+schedule (the whole train split, 3 epochs, early stopping: what finalize trains); one
+JSON line per trial is appended to --out as it finishes.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ MODULES = {
     "prefix16": {"type": "prefix", "length": 16, "layers": ALL6},
     "ia3": {"type": "ia3", "layers": ALL6},
     "bitfit": {"type": "bitfit", "layers": ALL6},
+    "full": {"type": "full"},  # full fine-tuning, the reference (autopeft.recipes)
 }
 # (module, learning rate): the points the table lacks (above 1e-2) or that pin a recipe
 PLAN = [("ia3", 2e-2), ("ia3", 4e-2), ("prefix16", 2e-2), ("prefix16", 4e-2),
@@ -40,19 +43,21 @@ PLAN = [("ia3", 2e-2), ("ia3", 4e-2), ("prefix16", 2e-2), ("prefix16", 4e-2),
         ("houlsby64", 3e-3), ("parallel64", 1e-3)]
 
 
-def run(out: Path, plan: list[tuple[str, float]], seed: int) -> None:
+def run(out: Path, plan: list[tuple[str, float]], seed: int, fidelity: str = "proxy") -> None:
     from autopeft.config import load_experiment
     from autopeft.evaluation.base import NullReporter
     from autopeft.evaluation.proxy import ProxyEvaluator
     from autopeft.records import EvalRequest
 
-    cfg = load_experiment(HERE / "default.yaml").to_dict()
+    cfg = load_experiment(HERE / "default.yaml")
+    cfg = (cfg.for_final() if fidelity == "full" else cfg).to_dict()
     ev = ProxyEvaluator(cfg)
     for i, (name, lr) in enumerate(plan):
         cand = {"modules": [MODULES[name]], "hyper": {"learning_rate": lr}, "num_layers": 6}
         t0 = time.perf_counter()
         m = ev.evaluate(EvalRequest("measure-lr", i, cand, cfg, seed), NullReporter())
-        row = {"module": name, "learning_rate": lr, "metric": round(m.metric, 4),
+        row = {"module": name, "learning_rate": lr, "fidelity": fidelity,
+               "metric": round(m.metric, 4), "steps": m.steps,
                "curve": [round(v, 3) for _, v in m.intermediate], "seed": seed,
                "seconds": round(time.perf_counter() - t0, 1)}
         with out.open("a") as f:
@@ -92,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plan", nargs="*", metavar="MODULE=LR",
                     help="trials to run instead of PLAN, e.g. ia3=0.02 prefix16=0.02")
+    ap.add_argument("--fidelity", choices=("proxy", "full"), default="proxy",
+                    help="full: the experiment's `full` schedule (what finalize trains)")
     ap.add_argument("--table", action="store_true",
                     help="summarise experiments/data/trials_default.csv instead")
     args = ap.parse_args(argv)
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plan = PLAN if not args.plan else [(m, float(lr)) for m, lr in
                                        (item.split("=") for item in args.plan)]
-    run(args.out, plan, args.seed)
+    run(args.out, plan, args.seed, args.fidelity)
     return 0
 
 

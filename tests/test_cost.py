@@ -170,8 +170,8 @@ def test_cost_meter_caches_the_base_and_restores_the_model(minilm, monkeypatch):
     calls = []
     real = cost._forward_flops
     monkeypatch.setattr(cost, "_forward_flops", lambda m, x: calls.append(m) or real(m, x))
-    meter = CostMeter(minilm)
-    first = meter.measure(built, latency=True, repeats=2)
+    meter = CostMeter(minilm, latency_settings={"min_pairs": 2, "max_pairs": 2, "warmup": 0})
+    first = meter.measure(built, latency=True)
     again = build(minilm, MINILM_CASES["adapter-pfeiffer"], seed=1)  # same architecture
     second = meter.measure(again, latency=False)
     assert len(calls) == 2  # the base once, the architecture once: both cached
@@ -276,20 +276,112 @@ def test_summarize_reports_candidates_the_model_cannot_take():
     assert any("cannot be built on tiny-llama" in line and "BitFit" in line for line in lines)
 
 
-def test_latency_timing_stops_at_its_budget(minilm):
+def _count_forwards(model):
+    calls = []
+    return calls, model.register_forward_pre_hook(lambda *a: calls.append(1))
+
+
+def test_a_merging_candidate_is_not_timed_its_deployed_latency_is_the_base(minilm):
+    """LoRA, IA3, BitFit deploy merged: latency 0 exactly, basis "merged", no timed forward."""
+    from autopeft.cost import CostMeter
     from autopeft.methods import build
 
-    from autopeft.cost import CostMeter
-
-    built = build(minilm, MINILM_CASES["lora"], seed=0)
     meter = CostMeter(minilm)
-    calls = []
-    handle = built.model.register_forward_pre_hook(lambda *a: calls.append(1))
-    try:
-        meter.measure(built, repeats=50, latency_budget_s=0.0)
-        assert len(calls) == 2  # the FLOP-counting forward and one timed pair
-        calls.clear()
-        meter.measure(built, repeats=3, latency_budget_s=1e9)
-        assert len(calls) == 3  # FLOPs cached by now; three timed candidate forwards
-    finally:
-        handle.remove()
+    for name in ("lora", "ia3", "bitfit", "lora+bitfit"):
+        built = build(minilm, MINILM_CASES[name], seed=0)
+        calls, hook = _count_forwards(built.model)
+        try:
+            got = meter.measure(built, latency_limit=0.15)
+        finally:
+            hook.remove()
+        assert len(calls) == 1, name  # the FLOP-counting forward only
+        assert (got.latency_ratio, got.latency_low, got.latency_high) == (0.0, 0.0, 0.0)
+        assert got.latency_basis == "merged" and got.latency_pairs == 0 and got.mergeable
+    assert meter.measure(built, latency=False).latency_basis is None
+
+
+def test_latency_is_timed_once_per_architecture_and_stored_with_its_interval(minilm,
+                                                                             monkeypatch):
+    """The meter hands paired_ratio the candidate's and the base's forwards and the limit,
+    stores the estimate's interval, and reuses it for the same architecture (another init
+    or seed); another limit or architecture is timed again. paired_ratio is replaced by a
+    recorder here: its statistics are tests/test_latency.py's."""
+    import torch
+
+    from autopeft.cost import CostMeter
+    from autopeft.cost import measured
+    from autopeft.cost.latency import LatencyEstimate
+    from autopeft.methods import build
+    from autopeft.records import Metrics
+
+    import time
+
+    seen = []
+
+    def fake_pairs(run_candidate, run_base, *, limit, **settings):
+        run_candidate()
+        run_base()
+        seen.append((limit, settings, torch.get_num_threads()))
+        return LatencyEstimate(0.2, 0.17, 0.24, 40, 0.99, 1.5)
+
+    monkeypatch.setattr(measured, "paired_ratio", fake_pairs)
+    meter = CostMeter(minilm, latency_settings={"budget_s": 2.0})
+    pfeiffer = MINILM_CASES["adapter-pfeiffer"]
+    built = build(minilm, pfeiffer, seed=0)
+    calls, hook = _count_forwards(built.model)
+    threads = torch.get_num_threads()
+    got = meter.measure(built, latency_limit=0.15)
+    hook.remove()
+    assert len(calls) == 2  # FLOPs, then the one forward the recorder ran
+    # one thread, timed by the thread's CPU clock (the budget by the wall clock)
+    assert seen == [(0.15, {"budget_s": 2.0, "clock": time.thread_time,
+                            "wall": time.perf_counter}, 1)]
+    assert torch.get_num_threads() == threads
+    assert (got.latency_ratio, got.latency_low, got.latency_high, got.latency_pairs,
+            got.latency_confidence, got.latency_basis) == (0.2, 0.17, 0.24, 40, 0.99, "measured")
+    assert Metrics.from_dict(Metrics(0.9, "accuracy", got).to_dict()).cost == got
+    zero_init = cand(M("adapter", {**pfeiffer.modules[0].params, "init": "zero"},
+                       pfeiffer.modules[0].layers))
+    assert meter.measure(build(minilm, zero_init, seed=3), latency_limit=0.15) == got
+    assert len(seen) == 1  # same architecture: not timed again
+    meter.measure(built, latency_limit=0.3)
+    meter.measure(build(minilm, MINILM_CASES["adapter-houlsby"], seed=0), latency_limit=0.15)
+    assert len(seen) == 3
+    meter.close()
+    meter.measure(built, latency_limit=0.15)
+    assert len(seen) == 4  # close() forgets the estimates too
+
+
+@pytest.mark.slow
+def test_real_latency_of_an_adapter_on_minilm(minilm):
+    """The real clock on the real model: the stored figures are an interval around the
+    median from at least the first look's pairs (no assertion on the times themselves)."""
+    from autopeft.cost import CostMeter
+    from autopeft.methods import build
+    from autopeft.reward import latency_verdict
+
+    built = build(minilm, MINILM_CASES["adapter-houlsby"], seed=0)
+    got = CostMeter(minilm).measure(built, latency_limit=0.15)
+    assert got.latency_basis == "measured" and 10 <= got.latency_pairs <= 160
+    assert got.latency_low <= got.latency_ratio <= got.latency_high
+    assert got.latency_confidence >= 0.99
+    assert latency_verdict(got.to_dict(), 0.15) in ("within", "over", "uncertain")
+
+
+def test_the_evaluator_times_latency_against_the_experiments_limit():
+    from autopeft.config import ExperimentConfig
+    from autopeft.evaluation import proxy
+
+    got = []
+
+    class Meter:
+        def measure(self, built, **kw):
+            got.append(kw)
+
+    evaluator = proxy.ProxyEvaluator.__new__(proxy.ProxyEvaluator)
+    s = proxy._Setup(key=("k",), raw=None, splits={}, base=None, encoded={}, device=None,
+                     seconds=0.0, meter=Meter())
+    cfg = ExperimentConfig.from_dict({"constraints": {"max_latency_ratio": 0.2}})
+    evaluator._cost(object(), s, cfg)
+    evaluator._cost(object(), s, ExperimentConfig())
+    assert got == [{"latency_limit": 0.2}, {"latency_limit": 0.15}]  # 0.15: the default

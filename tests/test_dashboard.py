@@ -77,7 +77,7 @@ def test_rank_rescores_and_orders_as_finalize_does(tmp_path):
     make_study(storage, "s", SMALL_BIG)
     info, trials = storage.get_study("s"), storage.get_trials("s")
     stored = ranking.settings(info.experiment)
-    assert stored == {"lam": 1.0, "max_params": 0.05, "max_flops": None, "max_latency": None}
+    assert stored == {"lam": 1.0, "max_params": 0.05, "max_flops": None, "max_latency": 0.15}
     for lam, max_params in [(1.0, 0.05), (20.0, 0.05), (1.0, 0.005), (0.0, None)]:
         mine = ranking.rank(trials, info.experiment, {**stored, "lam": lam,
                                                       "max_params": max_params})

@@ -258,3 +258,67 @@ def test_a_real_study_runs_lora_r8_then_a_pfeiffer_adapter_first(tmp_path, monke
     assert lora["candidate"]["modules"][0]["rank"] == 8
     assert lora["metrics"]["extra"]["learning_rate"] == pytest.approx(2e-3)
     assert lora["metrics"]["steps"] == 6
+    # the latency constraint (0.15 by default): LoRA deploys merged, the adapter is timed
+    assert (lora["latency_basis"], lora["latency_ratio"]) == ("merged", 0.0)
+    low, high = rows[1]["latency_interval"]
+    assert rows[1]["latency_basis"] == "measured" and low <= rows[1]["latency_ratio"] <= high
+    assert rows[1]["metrics"]["cost"]["latency_pairs"] >= 10
+
+
+# -- the full fine-tuning reference ---------------------------------------------------
+
+def test_full_finetuning_is_a_reference_not_a_default_recipe():
+    from autopeft.config import ExperimentConfig
+    from autopeft.cost import estimate
+    from autopeft.models import model_info
+    from autopeft.recipes import FULL_FINETUNING, REFERENCES, recipe_candidate
+    from autopeft.reward import violations
+
+    assert FULL_FINETUNING in REFERENCES and FULL_FINETUNING not in RECIPES
+    assert 1e-5 <= FULL_FINETUNING.learning_rate <= 2e-4  # far below the PEFT modules'
+    # a space without a `full` entry did not ask for it: no run and no note
+    for name in SHIPPED:
+        done, skipped = express(bound(name))
+        assert "full_finetuning" not in [x.name for x in done]
+        assert not any("full" in s for s in skipped)
+    # trained directly (benchmarks): every weight, infeasible under the default 5 %
+    cand = recipe_candidate(FULL_FINETUNING, 6)
+    cost = estimate(cand, model_info("minilm"))
+    assert cand.hyper == {"learning_rate": FULL_FINETUNING.learning_rate}
+    assert cost.params_ratio == 1.0 and cost.mergeable
+    assert violations(cost.to_dict(), ExperimentConfig().constraints) == (
+        "params_ratio=1 > max_params_ratio=0.05",)
+
+
+def test_a_space_with_a_full_entry_runs_the_reference_after_the_recipes():
+    from autopeft.recipes import FULL_FINETUNING
+
+    b = parse_space("""
+space: t
+modules:
+  lora: {rank: [4, 8]}
+  full:
+    hyperparameters:
+      learning_rate: {low: 1.0e-5, high: 2.0e-4, log: true}
+hyperparameters:
+  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
+""", "t.yaml").bind(6)
+    done, _ = express(b)
+    assert [x.name for x in done] == ["lora_r8_qv", "full_finetuning"]
+    full = b.to_candidate(done[-1].assignment)
+    assert [m.type for m in full.modules] == ["full"]
+    assert full.hyper["learning_rate"] == pytest.approx(FULL_FINETUNING.learning_rate)
+
+
+def test_a_recipe_candidate_is_what_the_default_space_expresses():
+    from autopeft.recipes import recipe_candidate
+
+    b = bound()
+    for x in express(b)[0]:
+        want = b.to_candidate(x.assignment)
+        got = recipe_candidate(x.recipe, 6)
+        assert got.modules[0].type == want.modules[0].type, x.name
+        assert dict(got.modules[0].params) == dict(want.modules[0].params), x.name
+        assert got.modules[0].layers == want.modules[0].layers, x.name
+        lr = want.modules[0].hyper.get("learning_rate", want.hyper.get("learning_rate"))
+        assert got.hyper["learning_rate"] == pytest.approx(lr), x.name

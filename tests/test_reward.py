@@ -80,3 +80,55 @@ def test_pareto_trials_uses_complete_trials_only():
               rec(2, 0.8, 0.02), rec(3, 0.95, 0.2, feasible=False)]
     assert [t.number for t in pareto_trials(trials)] == [0, 3]
     assert [t.number for t in pareto_trials(trials, feasible_only=True)] == [0]
+
+
+def _timed(metric, ratio, low, high, basis="measured"):
+    m = metrics(metric, 0.01, latency=ratio)
+    return dataclasses.replace(m, cost=dataclasses.replace(
+        m.cost, latency_low=low, latency_high=high, latency_pairs=40, latency_confidence=0.99,
+        latency_basis=basis))
+
+
+def test_the_default_constraints_are_the_autopeft_workflows():
+    c = ExperimentConfig().constraints
+    assert (c.max_params_ratio, c.max_latency_ratio, c.max_flops_ratio) == (0.05, 0.15, None)
+    r = ExperimentConfig().reward
+    assert (r.lam, r.w_params, r.w_flops) == (1.0, 1.0, 1.0)
+
+
+def test_a_latency_limit_is_decided_from_the_stored_interval_only():
+    from autopeft.reward import latency_verdict
+
+    cfg = exp()  # the default limit: 0.15
+    over = score(_timed(0.9, 0.21, 0.18, 0.25), cfg)
+    assert not over.feasible
+    assert over.reasons == ("latency_ratio=0.21 (99% interval 0.18..0.25) > "
+                            "max_latency_ratio=0.15",)
+    # the point estimate is over the limit but the interval straddles it: uncertain, and a
+    # violation needs evidence
+    straddle = _timed(0.9, 0.16, 0.12, 0.19)
+    assert score(straddle, cfg).feasible
+    assert latency_verdict(straddle.cost.to_dict(), 0.15) == "uncertain"
+    # the point is under the limit, the whole interval over another one
+    assert latency_verdict(_timed(0.9, 0.10, 0.08, 0.12).cost.to_dict(), 0.15) == "within"
+    assert latency_verdict(_timed(0.9, 0.10, 0.08, 0.12).cost.to_dict(), 0.05) == "over"
+    merged = _timed(0.9, 0.0, 0.0, 0.0, basis="merged")
+    assert score(merged, exp(constraints={"max_latency_ratio": 0.0})).feasible
+    # a record stored before the interval existed: its point stands for both ends
+    assert not score(metrics(0.9, 0.01, latency=0.2), cfg).feasible
+    assert score(metrics(0.9, 0.01, latency=0.1), cfg).feasible
+
+
+def test_rescoring_a_stored_latency_under_another_limit_reads_its_interval():
+    from autopeft.ranking import rescore
+
+    trials = [TrialRecord(number=i, state=TrialState.COMPLETE, assignment={}, candidate={},
+                          metrics=m, reward=0.0, feasible=True)
+              for i, m in enumerate([_timed(0.95, 0.12, 0.10, 0.14), _timed(0.90, 0.0, 0.0, 0.0,
+                                                                             "merged")])]
+    got = {r.trial.number: r.feasible for r in rescore(trials, {}, max_latency_ratio=0.15)}
+    assert got == {0: True, 1: True}
+    got = {r.trial.number: r.feasible for r in rescore(trials, {}, max_latency_ratio=0.09)}
+    assert got == {0: False, 1: True}
+    got = {r.trial.number: r.feasible for r in rescore(trials, {}, max_latency_ratio=0.11)}
+    assert got == {0: True, 1: True}  # 0.11 inside 0.10..0.14: uncertain, not a violation

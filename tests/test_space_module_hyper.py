@@ -177,3 +177,27 @@ def test_invalid_syntax_is_located(text, line, path, message, fix):
     assert (err.file, err.line, err.path) == ("bad.yaml", line, path)
     assert message in str(err) and fix in (err.fix or "")
     assert f"bad.yaml:{line}" in str(err)
+
+
+def test_an_entry_without_layers_may_have_its_own_hyperparameters():
+    """full and prompt have no insertion layers, but their learning rate differs from the
+    others' like any module's (full fine-tuning's by two orders of magnitude)."""
+    b = parse_space("""
+space: t
+modules:
+  lora: {rank: 8}
+  full:
+    hyperparameters:
+      learning_rate: {low: 1.0e-5, high: 1.0e-4, log: true, levels: 2}
+  prompt:
+    length: 10
+    hyperparameters:
+      learning_rate: 0.03
+hyperparameters:
+  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
+""", "t.yaml").bind(6)
+    full = b.to_candidate({"module": "full", "full.hp.learning_rate": 1.0e-5})
+    assert full.hyper["learning_rate"] == pytest.approx(1.0e-5)
+    assert b.to_candidate({"module": "prompt"}).hyper["learning_rate"] == pytest.approx(0.03)
+    with pytest.raises(SpaceError, match="no insertion layers"):
+        parse_space("space: t\nmodules:\n  full: {layers: all}\n", "t.yaml")

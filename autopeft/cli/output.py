@@ -67,6 +67,10 @@ def trial_row(t: TrialRecord) -> dict[str, Any]:
         "params_ratio": None if m is None else m.cost.params_ratio,
         "flops_ratio": None if m is None else m.cost.flops_ratio,
         "latency_ratio": None if m is None else m.cost.latency_ratio,
+        # its 99% interval and basis (measured / merged): the limit is decided from these
+        "latency_interval": None if m is None or m.cost.latency_low is None
+        else [m.cost.latency_low, m.cost.latency_high],
+        "latency_basis": None if m is None else m.cost.latency_basis,
         "trainable_params": None if m is None else m.cost.trainable_params,
         "reward": t.reward,
         "feasible": t.feasible,

@@ -4,9 +4,11 @@ Two paths that agree (tests/test_cost.py checks them against each other on MiniL
 
 * `measure(built, base)` (measured.py): counts the trainable tensors of a built model, counts
   forward FLOPs with torch.utils.flop_counter.FlopCounterMode on a fixed reference batch, and
-  times forwards of candidate and base in alternation. The evaluator owns one CostMeter per
-  worker set-up and calls its `measure(built)` once per trial: the meter caches the base
-  model's counts and a bounded LRU of FLOP counts per architecture, and `close()` frees them
+  measures the latency increase against the experiment's limit (latency.py: 0 untimed for
+  modules that merge, else alternating candidate/base pairs until a 99 % interval decides).
+  The evaluator owns one CostMeter per worker set-up and calls its `measure(built,
+  latency_limit=...)` once per trial: the meter caches the base model's counts and bounded
+  LRUs of FLOP counts and latency estimates per architecture, and `close()` frees them
   (and a base copy moved to another device).
 * `estimate(candidate, info)` (analytic.py): the same parameter count from ModelInfo shapes
   alone, and FLOPs from formulas, without torch. Each type's formulas (with their sources)

@@ -1,20 +1,22 @@
-"""Measured cost of a built model: tensor counts, FlopCounterMode FLOPs, paired latency.
+"""Measured cost of a built model: tensor counts, FlopCounterMode FLOPs, paired latency
+(the latency method and its statistics: autopeft.cost.latency).
 
 A CostMeter measures candidates against one base model and owns what that needs between
 trials; the evaluator creates one at set-up and closes it with itself.
 """
 from __future__ import annotations
 
+import gc
 import logging
-import statistics
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
-from autopeft.candidate import Candidate
+from autopeft.candidate import Candidate, ModuleConfig
 from autopeft.cost.analytic import SEQ_LEN, _with_layers, is_mergeable, module_extra_flops
 from autopeft.moduletypes import backend_for, get
+from autopeft.cost.latency import LatencyEstimate, paired_ratio
 from autopeft.records import Cost
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,10 +24,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-BATCH = 8
-REPEATS = 3  # timed forwards per model (alternating candidate/base); medians compared
-LATENCY_BUDGET_S = 0.6  # stop timing after this long (keeps measure() near 1 s on MiniLM)
-# FLOP counts kept per architecture (a float each; the bound keeps a long study's worker flat)
+# Latency is timed on one request: a single sequence of SEQ_LEN tokens (what a served
+# classifier answers), the same input every time (autopeft.cost.latency has the method)
+BATCH = 1
+LATENCY_THREADS = 1  # CPU threads while timing: the steadiest figure on a shared machine
+# FLOP counts and latency estimates kept per architecture (the bound keeps a long study's
+# worker flat)
 FLOP_CACHE_SIZE = 512
 
 
@@ -99,34 +103,49 @@ def _forward_flops(model: Any, inputs: dict[str, Any]) -> float:
     return float(counter.get_total_flops())
 
 
-def _paired_seconds(model: Any, base_model: Any, inputs: dict[str, Any], repeats: int,
-                    budget_s: float) -> tuple[float, float]:
-    """Median forward time of the candidate and of the base, timed in alternation so that a
-    change in the machine's load hits both alike. Stops after `repeats` pairs, or earlier
-    once `budget_s` seconds are spent (at least one pair): a loaded machine costs precision,
-    not time."""
+def _time_pairs(model: Any, base_model: Any, inputs: dict[str, Any], *, limit: float | None,
+                threads: int | None, settings: dict[str, Any]) -> LatencyEstimate:
+    """autopeft.cost.latency.paired_ratio over forwards of the candidate and the base on one
+    fixed input, with the thread count pinned (CPU) and the garbage collector paused (its
+    pauses would land on one forward of a pair)."""
     import torch
 
     cuda = inputs["input_ids"].device.type == "cuda"
 
-    def timed(m: Any) -> float:
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        m(**inputs)
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
+    def forward(m: Any) -> Any:
+        def run() -> None:
+            m(**inputs)
+            if cuda:
+                torch.cuda.synchronize()  # the clock must see the kernels finish
+        return run
 
-    cand, base = [], []
-    start = time.perf_counter()
-    with torch.no_grad():
-        for _ in range(max(1, repeats)):
-            cand.append(timed(model))
-            base.append(timed(base_model))
-            if time.perf_counter() - start > budget_s:
-                break
-    return statistics.median(cand), statistics.median(base)
+    before = torch.get_num_threads()
+    gc_was = gc.isenabled()
+    # one CPU thread runs the whole forward in this thread, so its CPU time is the forward's
+    # time without the time other processes held the core; otherwise wall time
+    one_thread = not cuda and (threads or before) == 1
+    clocks = {"clock": time.thread_time if one_thread else time.perf_counter,
+              "wall": time.perf_counter}
+    try:
+        if threads and not cuda:
+            torch.set_num_threads(threads)
+        gc.collect()
+        gc.disable()
+        with torch.no_grad():
+            return paired_ratio(forward(model), forward(base_model), limit=limit,
+                                **{**clocks, **settings})
+    finally:
+        if gc_was:
+            gc.enable()
+        torch.set_num_threads(before)
+
+
+def _latency_key(candidate: Candidate) -> str:
+    """The architecture as latency sees it: initialisations change weights, not shapes."""
+    modules = tuple(ModuleConfig(m.type, {k: v for k, v in m.params.items()
+                                          if k not in ("init", "init_scale")}, m.layers)
+                    for m in candidate.modules)
+    return Candidate(modules, {}, candidate.num_layers).key()
 
 
 class _EvalMode:
@@ -151,17 +170,27 @@ class CostMeter:
 
     Owns, between calls: the base model's parameter and FLOP counts (per seq_len and
     device), a copy of the base moved to the candidates' device when that is not the base's
-    own, and an LRU of at most `flop_cache_size` FLOP counts per architecture (FLOPs depend
-    on the architecture only, not on weights, init or hyperparameters, so a candidate seen
-    before, by PBT or a re-proposal, is not counted again). `close()` frees all of it.
+    own, and two LRUs of at most `flop_cache_size` entries per architecture: FLOP counts and
+    latency estimates. Both depend on the architecture only, not on weights, init or
+    hyperparameters, so a candidate seen before (by PBT, a re-proposal, a second
+    initialisation) is neither counted nor timed again. `close()` frees all of it.
+
+    Latency (autopeft.cost.latency): `latency_threads` CPU threads while timing (None keeps
+    the caller's), and `latency_settings` passed on to paired_ratio (min_pairs, max_pairs,
+    budget_s, confidence, warmup, and `clock`, which tests replace).
     """
 
-    def __init__(self, base: "BaseModel", *, flop_cache_size: int = FLOP_CACHE_SIZE) -> None:
+    def __init__(self, base: "BaseModel", *, flop_cache_size: int = FLOP_CACHE_SIZE,
+                 latency_threads: int | None = LATENCY_THREADS,
+                 latency_settings: dict[str, Any] | None = None) -> None:
         self.base = base
         self.flop_cache_size = max(0, int(flop_cache_size))
+        self.latency_threads = latency_threads
+        self.latency_settings = dict(latency_settings or {})
         self._moved: dict[str, Any] = {}
         self._stats: dict[tuple, _BaseStats] = {}
         self._flops: OrderedDict[tuple, float] = OrderedDict()
+        self._latency: OrderedDict[tuple, LatencyEstimate] = OrderedDict()
 
     def __enter__(self) -> "CostMeter":
         return self
@@ -174,6 +203,7 @@ class CostMeter:
         self._moved.clear()
         self._stats.clear()
         self._flops.clear()
+        self._latency.clear()
 
     def _base_model_on(self, device: Any) -> Any:
         model = self.base.model
@@ -197,31 +227,35 @@ class CostMeter:
                          params, flops, seq_len)
         return cached
 
-    def _architecture_flops(self, key: tuple, model: Any, vocab_size: int, seq_len: int) -> float:
-        if key in self._flops:
-            self._flops.move_to_end(key)
-            return self._flops[key]
-        flops = _forward_flops(model, _reference_batch(model, vocab_size, 1, seq_len))
+    def _cached(self, cache: OrderedDict, key: tuple, compute: Any) -> Any:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        value = compute()
         if self.flop_cache_size:
-            self._flops[key] = flops
-            while len(self._flops) > self.flop_cache_size:
-                self._flops.popitem(last=False)
-        return flops
+            cache[key] = value
+            while len(cache) > self.flop_cache_size:
+                cache.popitem(last=False)
+        return value
 
     def measure(self, built: Any, *, seq_len: int = SEQ_LEN, batch: int = BATCH,
-                latency: bool = True, repeats: int = REPEATS,
-                latency_budget_s: float = LATENCY_BUDGET_S) -> Cost:
+                latency: bool = True, latency_limit: float | None = None) -> Cost:
         """Measure a built candidate against the base model on a fixed reference batch.
 
         Parameters are counted from the model's tensors. FLOPs are counted with
         FlopCounterMode on one reference sequence (every op here is per sequence, so a batch
-        costs exactly `batch` times as much). Latency: `repeats` forwards of the
-        (batch x seq_len) reference batch through the candidate and the base, alternating,
-        medians compared, within `latency_budget_s` (at least one pair). The base is timed
-        again each call on purpose: on a shared machine a cached base time drifts with the
-        load (we saw ratios of -75% against a base timed a minute earlier). Merged FLOPs
-        subtract the analytic unmerged FLOPs of the modules that merge (exact for LoRA: its
-        two matmuls are all it adds).
+        costs exactly `batch` times as much). Merged FLOPs subtract the analytic unmerged
+        FLOPs of the modules that merge (exact for LoRA: its two matmuls are all it adds).
+
+        Latency (`latency=False` skips it: every latency field None): a candidate whose
+        modules all merge deploys merged, with the base's architecture, so its increase is
+        0 and nothing is timed (latency_basis "merged"). Otherwise pairs of forwards of the
+        candidate and the base on one fixed (batch x seq_len) request, alternating, until
+        the 99 % interval of the median pair ratio lies on one side of `latency_limit` (the
+        experiment's max_latency_ratio; None: the first look) or the cap is reached
+        (autopeft.cost.latency). The base is timed inside every pair on purpose: a base time
+        cached from earlier drifts with the machine's load (we saw ratios of -75 %); the
+        *ratio* of an architecture is cached instead.
         """
         base = self.base
         model = built.model
@@ -232,38 +266,62 @@ class CostMeter:
         stats = self._base_stats(base_model, seq_len)
         trainable, head = split_params(model, head_names, trainable_only=True)
         candidate = _with_layers(built.candidate, info)
+        mergeable = is_mergeable(candidate)
         arch = (Candidate(candidate.modules, {}, candidate.num_layers).key(), built.backend,
                 seq_len, str(device))
-        lat = None
+        lat: LatencyEstimate | None = None
         with _EvalMode(model):
-            flops = self._architecture_flops(arch, model, info.vocab_size, seq_len)
-            if latency:
-                inputs = _reference_batch(model, info.vocab_size, batch, seq_len)
-                with _EvalMode(base_model):
-                    t_cand, t_base = _paired_seconds(model, base_model, inputs, repeats,
-                                                     latency_budget_s)
-                lat = (t_cand - t_base) / t_base
+            flops = self._cached(self._flops, arch, lambda: _forward_flops(
+                model, _reference_batch(model, info.vocab_size, 1, seq_len)))
+            if latency and mergeable:
+                lat = MERGED
+            elif latency:
+                def timing() -> LatencyEstimate:
+                    inputs = _reference_batch(model, info.vocab_size, batch, seq_len)
+                    with _EvalMode(base_model):
+                        return _time_pairs(model, base_model, inputs, limit=latency_limit,
+                                           threads=self.latency_threads,
+                                           settings=self.latency_settings)
+                key = (_latency_key(candidate), built.backend, seq_len, batch, str(device),
+                       latency_limit)
+                lat = self._cached(self._latency, key, timing)
+                logger.debug("latency %s: %+.3f [%+.3f, %+.3f] over %d pairs in %.1fs",
+                             candidate.summary(), lat.ratio, lat.low, lat.high, lat.pairs,
+                             lat.seconds)
         base_fpt = stats.flops_per_seq / seq_len
         extra = (flops - stats.flops_per_seq) / seq_len
-        if is_mergeable(candidate):
+        if mergeable:
             merged = 0.0
         else:
             backend = backend_for(candidate)
-            mergeable = sum(module_extra_flops(m, info, seq_len, backend, base.num_labels)
-                            for m in candidate.modules if get(m.type).mergeable)
-            merged = max(0.0, extra - mergeable)
+            mergeable_flops = sum(module_extra_flops(m, info, seq_len, backend, base.num_labels)
+                                  for m in candidate.modules if get(m.type).mergeable)
+            merged = max(0.0, extra - mergeable_flops)
         return Cost(trainable_params=trainable, base_params=stats.params,
                     params_ratio=trainable / stats.params, base_flops_per_token=base_fpt,
                     extra_flops_per_token=extra, flops_ratio=extra / base_fpt,
-                    flops_ratio_merged=merged / base_fpt, latency_ratio=lat,
-                    mergeable=is_mergeable(candidate), head_params=head)
+                    flops_ratio_merged=merged / base_fpt, mergeable=mergeable,
+                    head_params=head, **latency_fields(lat, merged=lat is MERGED))
+
+
+# the latency of a candidate that deploys merged: the base's own, exactly
+MERGED = LatencyEstimate(ratio=0.0, low=0.0, high=0.0, pairs=0, confidence=1.0, seconds=0.0)
+
+
+def latency_fields(lat: LatencyEstimate | None, *, merged: bool = False) -> dict[str, Any]:
+    """The Cost fields of a latency estimate (all None when it was not measured)."""
+    if lat is None:
+        return {}
+    return {"latency_ratio": lat.ratio, "latency_low": lat.low, "latency_high": lat.high,
+            "latency_pairs": lat.pairs, "latency_confidence": lat.confidence,
+            "latency_basis": "merged" if merged else "measured"}
 
 
 def measure(built: Any, base: "BaseModel", *, seq_len: int = SEQ_LEN, batch: int = BATCH,
-            latency: bool = True, repeats: int = REPEATS,
-            latency_budget_s: float = LATENCY_BUDGET_S) -> Cost:
+            latency: bool = True, latency_limit: float | None = None,
+            latency_settings: dict[str, Any] | None = None) -> Cost:
     """One measurement with a CostMeter of its own, freed afterwards (nothing is kept between
     calls; a caller measuring many candidates keeps a CostMeter instead)."""
-    with CostMeter(base, flop_cache_size=0) as meter:
+    with CostMeter(base, flop_cache_size=0, latency_settings=latency_settings) as meter:
         return meter.measure(built, seq_len=seq_len, batch=batch, latency=latency,
-                             repeats=repeats, latency_budget_s=latency_budget_s)
+                             latency_limit=latency_limit)

@@ -154,7 +154,7 @@ class ProxyEvaluator(Evaluator):
             raise TrialFailedError(f"the candidate cannot be built: {exc}") from exc
         model = built.model.to(s.device)
         build_seconds = time.perf_counter() - t_build
-        cost = self._cost(built, s)
+        cost = self._cost(built, s, cfg)
         note = getattr(reporter, "note_cost", None)
         if note is not None:
             note(request.trial_number, cost)
@@ -257,9 +257,10 @@ class ProxyEvaluator(Evaluator):
         prefix_cache.skip_frozen(built.model, L)
         return CachedSource(enc, states)
 
-    def _cost(self, built: Any, s: _Setup) -> Cost:
-        """Exact trainable parameters, FLOPs per token and latency (autopeft.cost)."""
-        return s.meter.measure(built)
+    def _cost(self, built: Any, s: _Setup, cfg: ExperimentConfig) -> Cost:
+        """Exact trainable parameters, FLOPs per token and latency (autopeft.cost); the
+        latency is timed until its interval decides against the experiment's limit."""
+        return s.meter.measure(built, latency_limit=cfg.constraints.max_latency_ratio)
 
 
 def _lean(candidate: Candidate, model: Any, s: _Setup, t: Any, torch: Any) -> dict[str, Any]:

@@ -196,8 +196,10 @@ def _parse_entry(name: Any, raw: Any, select: str, where: Where) -> Entry:
             fix = f"add `type:` (the entry name is used when it is missing); {fix}"
         raise where.error(at, f"unknown module type {show(typ)}", typ, fix=fix)
     mtype = MODULE_TYPES[typ]
+    # a type without layers (prompt, full) has no `layers:`, but may have its own
+    # hyperparameters like any other (full fine-tuning needs a far smaller learning rate)
     allowed = ENTRY_KEYS + mtype.param_names if mtype.layered else \
-        ("type", "required") + mtype.param_names
+        tuple(k for k in ENTRY_KEYS if k != "layers") + mtype.param_names
     for key in raw:
         if key not in allowed:
             if key == "layers":
