@@ -228,7 +228,13 @@ def run_one(res: Results, ref: str, seed: int, args: argparse.Namespace, storage
             "trial0_cpu_seconds": None if first is None else trial_cpu_seconds(first.metrics)})
 
     # 3. full schedule: finalize's top-k and every recipe trial, as calibrate records
-    trials = storage.get_trials(name)
+    try:
+        trials = storage.get_trials(name)
+    except StudyNotFoundError:
+        raise SystemExit(f"{res.path} says the search of {name} ran, but {workdir} has no "
+                         f"study {name!r} (another --workdir?)\n  fix: pass the --workdir "
+                         f"of that run, or delete the rows of dataset {label!r}, seed {seed} "
+                         f"from {res.path} to measure it again") from None
     names = {e.name for e in expressed}
     recipe_trials = {t.meta["recipe"]: t for t in trials if t.meta.get("recipe") in names}
     _, ranked = rank_trials(storage, name)
