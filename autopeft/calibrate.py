@@ -204,10 +204,6 @@ def calibrate_study(storage: Any, name: str, *, k: int = 6, evaluator: Any = Non
     Run again after a stop or a kill: finished records are kept, unfinished ones re-run.
     `evaluator`: an Evaluator to use instead of the experiment's (tests); or
     `evaluator_factory` (experiment -> Evaluator), as `autopeft.cli.main` passes it."""
-    from autopeft.evaluation.base import NullReporter, make_evaluator
-    from autopeft.names import study_dir
-    from autopeft.study import DEFAULT_RUNS_DIR, trial_seed
-
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise ConfigError("calibrate needs at least 2 trials to compare two rankings",
                           value=k, fix="pass --k N with N >= 2 (default 6)")
@@ -219,28 +215,48 @@ def calibrate_study(storage: Any, name: str, *, k: int = 6, evaluator: Any = Non
             f"compares at least 2.\n  fix: run more trials with `autopeft resume {name} "
             f"--trials N`, or relax the experiment's constraints")
     chosen = select(ranked, k)
+    stored, trained, reused = train_trials(storage, name, chosen, evaluator=evaluator,
+                                           evaluator_factory=evaluator_factory, log=log)
+    records = [stored[t.number] for t in chosen]
+    return summarize(records, chosen, info.experiment, trained=trained, reused=reused)
+
+
+def train_trials(storage: Any, name: str, trials: Sequence[TrialRecord], *,
+                 evaluator: Any = None, evaluator_factory: Any = None,
+                 log: Callable[[str], None] = logger.info
+                 ) -> tuple[dict[int, CalibrationRecord], list[int], list[int]]:
+    """Train the given trials of a study at full fidelity, each stored as its calibration
+    record as soon as it ends (so finalize reuses it, and a rerun after a kill keeps it).
+
+    Any trial may be given (pruned ones too: the candidate is trained from scratch).
+    A record already finished under the same full schedule is kept, not trained again.
+    Returns (every stored record by trial number, the trials trained now, those kept)."""
+    from autopeft.evaluation.base import NullReporter, make_evaluator
+    from autopeft.names import study_dir
+    from autopeft.study import DEFAULT_RUNS_DIR, trial_seed
+
+    info = storage.get_study(name)
     experiment = full_experiment(info.experiment)
     key = schedule_key(experiment)
     runs = study_dir(storage.get_study_attrs(name).get("runs_dir", DEFAULT_RUNS_DIR), name)
     stored = load_records(storage, name)
     trained, reused = [], []
-    for trial in chosen:
+    for trial in trials:
         old = stored.get(trial.number)
         if old is not None and old.schedule == key and old.status in ("complete", "failed"):
             reused.append(trial.number)
             continue
         if evaluator is None:
             evaluator = make_evaluator(experiment, evaluator_factory)
-        log(f"calibrate: training trial {trial.number} at full fidelity "
-            f"(proxy reward {trial.reward:.4f})")
+        proxy = "pruned" if trial.reward is None else f"proxy reward {trial.reward:.4f}"
+        log(f"calibrate: training trial {trial.number} at full fidelity ({proxy})")
         stored[trial.number] = _train(storage, name, trial, old, evaluator, experiment,
                                       key, seed=trial_seed(info.seed, trial.number),
                                       checkpoint_dir=runs / "calibrate"
                                       / f"trial_{trial.number:05d}",
                                       reporter=NullReporter())
         trained.append(trial.number)
-    records = [stored[t.number] for t in chosen]
-    return summarize(records, chosen, info.experiment, trained=trained, reused=reused)
+    return stored, trained, reused
 
 
 def _train(storage: Any, name: str, trial: TrialRecord, old: CalibrationRecord | None,

@@ -35,7 +35,8 @@ def _f(default: Any, kind: str, doc: str = "", *, low: float | None = None,
 @dataclass(frozen=True)
 class DataConfig:
     source: str = _f("builtin:trec6", "str",
-                     "builtin:trec6 | builtin:sms_spam | a local .csv/.json/.jsonl/.parquet "
+                     "builtin:NAME (trec6, sms_spam, vader_*, rotten_tomatoes) | a local "
+                     ".csv/.json/.jsonl/.parquet "
                      "file | a Hugging Face hub dataset name")
     text: Any = _f("text", "text", "text column, or [first, second] for sentence pairs")
     label: str = _f("label", "str", "label column (ints or strings)")
@@ -359,10 +360,11 @@ def _check(cfg: ExperimentConfig, file: str | None) -> None:
                                   "builtin:" + n for n in BUILTIN_DATASETS))
 
 
-# Built-in datasets: name -> (columns they provide).  autopeft.taskdata reads them.
+# Built-in datasets: name -> (columns they provide).  autopeft.builtin_data reads them.
 BUILTIN_DATASETS = {
-    "trec6": {"text": "text", "label": "label"},
-    "sms_spam": {"text": "text", "label": "label"},
+    name: {"text": "text", "label": "label"}
+    for name in ("trec6", "sms_spam", "vader_movies", "vader_tweets", "vader_amazon",
+                 "vader_nyt", "rotten_tomatoes")
 }
 
 

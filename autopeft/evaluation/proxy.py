@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from autopeft import taskdata
@@ -127,8 +127,10 @@ class ProxyEvaluator(Evaluator):
         # (a serial executor runs trials in the driver's own process)
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.resources.cpus)
+        cpu0 = time.process_time()  # the trial's CPU seconds, what a CPU budget counts
         try:
-            return self._trial(request, reporter, cfg, s, torch)
+            m = self._trial(request, reporter, cfg, s, torch)
+            return replace(m, extra={**m.extra, "cpu_seconds": time.process_time() - cpu0})
         except (torch.OutOfMemoryError, MemoryError) as exc:  # building or measuring
             raise TrialFailedError(f"out of memory before training: {exc}") from exc
         finally:

@@ -239,7 +239,8 @@ def resume_study(storage: Any, name: str, *, executor_factory: ExecutorFactory,
                  max_consecutive_failures: int = 5,
                  on_progress: Callable[[Progress], None] | None = None,
                  check_space_file: bool = True,
-                 time_budget_s: float | None = None) -> StudyRunner:
+                 time_budget_s: float | None = None,
+                 cpu_budget_s: float | None = None) -> StudyRunner:
     """A runner for a stored study (new or stopped), ready to `run()`.
 
     Checks first, then changes: an unknown study, a changed space file or a budget below
@@ -248,6 +249,8 @@ def resume_study(storage: Any, name: str, *, executor_factory: ExecutorFactory,
     `executor_factory(experiment, pruner)`; the runner shuts it down when it ends.
     time_budget_s: no trial starts after this many seconds of the run (running trials
     finish); the study is then "stopped" and a later resume continues it.
+    cpu_budget_s: no trial starts once the study's finished trials used this many CPU
+    seconds in all (Metrics.extra["cpu_seconds"], every run of the study counted).
     """
     ctx = load_context(storage, name, check_space_file=check_space_file)
     if n_trials is not None:
@@ -266,7 +269,8 @@ def resume_study(storage: Any, name: str, *, executor_factory: ExecutorFactory,
     executor = executor_factory(ctx.experiment, pruner)
     return StudyRunner(storage, ctx, controller, executor, max_retries=max_retries,
                        max_consecutive_failures=max_consecutive_failures,
-                       on_progress=on_progress, time_budget_s=time_budget_s)
+                       on_progress=on_progress, time_budget_s=time_budget_s,
+                       cpu_budget_s=cpu_budget_s)
 
 
 # -- executors ------------------------------------------------------------------------------

@@ -79,13 +79,21 @@ class StudyRunner:
     def __init__(self, storage: Any, ctx: StudyContext, controller: Any, executor: Any, *,
                  max_retries: int = 2, max_consecutive_failures: int = 5,
                  on_progress: Callable[[Progress], None] | None = None,
-                 time_budget_s: float | None = None) -> None:
-        if time_budget_s is not None and not (time_budget_s > 0):
-            raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+                 time_budget_s: float | None = None,
+                 cpu_budget_s: float | None = None) -> None:
+        for key, value in (("time_budget_s", time_budget_s), ("cpu_budget_s", cpu_budget_s)):
+            if value is not None and not (value > 0):
+                raise ValueError(f"{key} must be positive, got {value!r}")
         self.storage = storage
         # wall-clock budget of this run: no trial starts after it (running ones finish);
         # the study then ends "stopped" and `resume` continues it with a budget of its own
         self.time_budget_s = time_budget_s
+        # CPU budget of the whole study (every run of it): no trial starts once its finished
+        # trials' CPU seconds (trial_cpu_seconds) add up to it. CPU, not wall time, so a
+        # busy shared machine does not shrink the search; a resume with the same budget
+        # starts nothing once it is spent
+        self.cpu_budget_s = cpu_budget_s
+        self._no_cpu_reported: set[int] = set()
         self.ctx = ctx
         self.controller = controller
         self.executor = executor
@@ -98,6 +106,7 @@ class StudyRunner:
         self._consecutive_failures = 0
         self._controller_done = False
         self._out_of_time = False
+        self._stop_reason = ""
         self._t0 = time.monotonic()
         self.progress = Progress(n_trials=ctx.n_trials)
 
@@ -139,7 +148,7 @@ class StudyRunner:
             self.executor.shutdown()
         status = "finished" if self.progress.finished >= self.ctx.n_trials else "stopped"
         self.storage.set_study_status(name, status)
-        self._refresh_progress("stopped: time budget spent" if self._out_of_time
+        self._refresh_progress(f"stopped: {self._stop_reason}" if self._out_of_time
                                and status == "stopped" else status)
         return self.progress
 
@@ -150,12 +159,7 @@ class StudyRunner:
         while self.executor.in_flight < self.executor.capacity:
             if self._finished() + len(self._live) >= self.ctx.n_trials:
                 return
-            if self.time_budget_s is not None and \
-                    time.monotonic() - self._t0 >= self.time_budget_s:
-                if not self._out_of_time:
-                    logger.info("time budget of %.0f s spent: no new trial starts",
-                                self.time_budget_s)
-                self._out_of_time = True
+            if self._budget_spent():
                 return
             if not self._queue:
                 if self._controller_done:
@@ -177,6 +181,38 @@ class StudyRunner:
                 self._queue.append(record)
             record = self._queue.pop(0)
             self._submit(record)
+
+    def _budget_spent(self) -> bool:
+        """Is the wall-clock or the CPU budget spent? (logged once, when it first is)"""
+        if self._out_of_time:
+            return True
+        why = detail = ""
+        if self.time_budget_s is not None and \
+                time.monotonic() - self._t0 >= self.time_budget_s:
+            why, detail = "time budget spent", f"{self.time_budget_s:.0f} s"
+        elif self.cpu_budget_s is not None:
+            spent = self.cpu_spent()
+            if spent >= self.cpu_budget_s:
+                why = "CPU budget spent"
+                detail = f"{spent:.1f} of {self.cpu_budget_s:.1f} CPU s"
+        if why:
+            logger.info("%s (%s): no new trial starts", why, detail)
+            self._out_of_time, self._stop_reason = True, why
+        return self._out_of_time
+
+    def cpu_spent(self) -> float:
+        """CPU seconds of the study's finished trials, every run of it."""
+        total = 0.0
+        for t in self.storage.get_trials(self.ctx.name):
+            if t.metrics is None:
+                continue
+            cpu = trial_cpu_seconds(t.metrics)
+            if cpu is None and t.number not in self._no_cpu_reported:
+                self._no_cpu_reported.add(t.number)
+                logger.warning("trial %d reports no cpu_seconds: the CPU budget counts it "
+                               "as 0", t.number)
+            total += cpu or 0.0
+        return total
 
     def _finished(self) -> int:
         return len(self.storage.get_trials(self.ctx.name, states=[
@@ -280,6 +316,13 @@ class StudyRunner:
 def best_trial(trials: list[TrialRecord]) -> TrialRecord | None:
     """The best trial by the one rule of autopeft.ranking (what export offers first)."""
     return ranked_best(trials)
+
+
+def trial_cpu_seconds(metrics: Metrics) -> float | None:
+    """The CPU seconds a trial used (ProxyEvaluator measures them around the trial, set-up
+    excluded, into Metrics.extra["cpu_seconds"]); None when its evaluator did not say."""
+    value = (metrics.extra or {}).get("cpu_seconds")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def trial_seed(study_seed: int, number: int) -> int:
