@@ -43,8 +43,15 @@ occurrence of each text kept.  Once those built-ins exist, a name that autopeft 
         [--heldout vader_movies] [--candidates 8] [--seeds 2] [--truth full|proxy]
         [--results /tmp/autopeft_multitask_proxy.json]
 
+Cost of the default run (8 candidates x 2 seeds, one thread), estimated from
+experiments/results/multitask_mixing.txt (150-step trials at load 4.5: TREC-6 alone
+~75 s, SMS spam alone ~160 s, the two together ~150 s) and the held-out truth's ~1,600
+steps (3 epochs of ~8,500 movie snippets, patience 3): ~25 min per candidate and seed at
+that load, ~7 h in all; on a quiet core (a default trial trains 4x faster there) ~2 h.
+`--truth proxy` trains the truth with the proxy's 150 steps instead: ~1/3 of that.
+
 Smoke run (proves the script end to end in a few minutes: 3 candidates, 1 seed, 10-step
-trials on capped data, the truth at 10 steps):
+trials on capped data, the truth at 10 steps; 3.4 min here at load 4.5):
 
     .venv/bin/python experiments/multitask_proxy.py --smoke
 
@@ -57,7 +64,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import statistics
 import sys

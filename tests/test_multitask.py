@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import random
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from autopeft.config import ExperimentConfig, load_experiment
 from autopeft.exceptions import ExperimentError
 
-REPO = Path(__file__).resolve().parents[1]
 LORA = {"modules": [{"type": "lora", "layers": [0, 1, 2, 3], "targets": ["q", "v"],
                      "rank": 4}], "hyper": {}, "num_layers": 4}
 
@@ -387,11 +385,40 @@ def test_search_show_finalize_export_train_on_the_target(data_dir, tmp_path, mon
         assert set(r["tasks"]) == {"sent", "topic"}
         assert r["metric"] == pytest.approx((r["tasks"]["sent"] + 2 * r["tasks"]["topic"]) / 3)
 
+    # the dashboard's trial page and the report show each task's score
+    pytest.importorskip("starlette")
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*httpx.*")  # starlette's note on its client
+    from starlette.testclient import TestClient
+
+    from autopeft.dashboard import create_app
+
+    page = TestClient(create_app(f"sqlite:///{tmp_path / 'autopeft.db'}")).get(
+        "/studies/mt/trials/0").text
+    best = next(r for r in rows if r["number"] == 0)
+    assert "weighted mean of the tasks" in page
+    for name in ("sent", "topic"):
+        assert f"<th>task {name}</th><td>{best['tasks'][name]:.6g}</td>" in page, page
+    pytest.importorskip("matplotlib")
+    assert main(["report", "mt", "--out", "report"]) == 0
+    assert "<th>sent</th><th>topic</th>" in (tmp_path / "report" / "report.html").read_text()
+    capsys.readouterr()
+
+    # calibrate trains the target alone and compares the two-task ranking with it
+    assert main(["calibrate", "mt", "--k", "2"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("kendall_tau=")
+    from autopeft.calibrate import load_records
+    from autopeft.storage import open_storage
+
+    for rec in load_records(open_storage(None), "mt").values():
+        assert rec.status == "complete" and "tasks" not in rec.metrics.extra
+        assert rec.metrics.metric_name == "macro_f1" and rec.metrics.test_metric is not None
+
     assert main(["finalize", "mt", "--top-k", "1", "--out", "final"]) == 0
     out, err = capsys.readouterr()
     assert "the target task 'topic' alone" in err
     from autopeft.export import load_exported
-    from autopeft.storage import open_storage
 
     result = open_storage(None).get_study_attrs("mt")["finalize"]
     row = result["candidates"][0]
