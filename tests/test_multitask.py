@@ -272,6 +272,43 @@ def _recorded_means(evaluator, exp):
     return out
 
 
+@pytest.mark.parametrize("rung, patience, lr", [(None, 0, 5.0e-2), (12, 0, 5.0e-2),
+                                               (None, 1, 5.0e-2), (12, 1, 2.0e-1),
+                                               (12, 0, 1.0e-7)])
+def test_the_stored_task_scores_are_those_of_the_kept_state(evaluator, data_dir, rung,
+                                                            patience, lr):
+    """Whichever state wins (the last, an earlier one, early stopping, a rung subset),
+    the trial's metric is the weighted mean of the task scores it stores."""
+    exp = _experiment(data_dir)
+    exp["proxy"] = dict(exp["proxy"], max_steps=10, rung_examples=rung, patience=patience)
+    exp["optimizer"] = dict(exp["optimizer"], learning_rate=lr)
+    for seed in (1, 2):
+        m = evaluator.evaluate(_request(exp, seed=seed), Recorder())
+        s = m.task_scores
+        assert m.metric == pytest.approx((s["sent"] + 2 * s["topic"]) / 3), (m.intermediate, s)
+
+
+def test_kept_scores_come_from_the_evaluation_of_the_kept_weights(evaluator, data_dir):
+    from autopeft import methods
+    from autopeft.candidate import Candidate
+
+    cfg = ExperimentConfig.from_dict(_experiment(data_dir))
+    s = evaluator.setup(cfg)
+    enc = evaluator._encoded(s, cfg.proxy.max_length)
+    built = methods.build(s.base, Candidate.from_dict(LORA), seed=0)
+    loop = s.tasks.loop(torch, built.model, enc, torch.device("cpu"), cfg, cfg.proxy,
+                        {"learning_rate": 1e-3, "batch_size": 8}, use_token_types=False)
+    val = s.tasks.subsets(cfg.proxy)[1]
+    stored = {"sent": 0.125, "topic": 0.25}
+    loop.evaluations = [(6, len(val), stored, loop._signature())]
+    assert loop._kept_breakdown({"pruned": False}, len(val), val) is stored  # no pass
+    with torch.no_grad():
+        built.model.score.weight.add_(1.0)  # other weights: scored once more
+    fresh = loop._kept_breakdown({"pruned": False}, len(val), val)
+    assert len(loop.evaluations) == 2 and fresh is loop.evaluations[-1][2]
+    assert set(fresh) == {"sent", "topic"}
+
+
 def test_same_seed_same_scores_other_seed_other_loss(evaluator, data_dir):
     exp = _experiment(data_dir)
     a = evaluator.evaluate(_request(exp, seed=5), Recorder())
