@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -49,6 +50,18 @@ class DataConfig:
     split_seed: int = _f(0, "int", "seed of the stratified split and subsets", low=0)
     max_examples: int | None = _f(None, "int", "cap on the examples read", low=2,
                                   nullable=True)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One task of a multi-task experiment (`tasks:`); its name is its key under `tasks`."""
+
+    data: DataConfig = _f(DataConfig, "section")
+    weight: float = _f(1.0, "float", "weight of this task's validation metric in the "
+                       "trial's weighted mean", low=0.0, low_open=True)
+    metric: str | None = _f(None, "str", "this task's validation metric; null = the "
+                            "experiment's `metric`", choices=METRIC_NAMES, nullable=True)
+    name: str = field(default="", metadata={"kind": "internal"})
 
 
 @dataclass(frozen=True)
@@ -145,6 +158,14 @@ class ExperimentConfig:
     resources: ResourcesConfig = _f(ResourcesConfig, "section")
     fidelity: str = _f("proxy", "str", "which training section a trial uses: proxy "
                        "(search) or full (finalize)", choices=FIDELITIES)
+    # several tasks (autopeft/evaluation/multitask.py): a proxy trial trains the candidate
+    # on all of them with one head each; finalize/train/export/calibrate use `target` only.
+    # Given, `data` is the target's data; empty, the experiment is today's single task and
+    # neither key appears in to_dict() (stored experiments keep their exact form)
+    tasks: tuple[TaskConfig, ...] = field(default=(), metadata={"kind": "tasks", "doc":
+                                          "several tasks, each with its own data"})
+    target: str | None = _f(None, "str", "the task (a name under tasks) that finalize, "
+                            "train, export and calibrate work on", nullable=True)
     source: str | None = field(default=None, compare=False, metadata={"kind": "internal"})
 
     @property
@@ -152,13 +173,42 @@ class ExperimentConfig:
         """The training section this config's fidelity selects."""
         return self.full if self.fidelity == "full" else self.proxy
 
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    def task_metric(self, task: TaskConfig) -> str:
+        return task.metric or self.metric
+
+    def data_sections(self) -> list[tuple[str, DataConfig]]:
+        """(YAML path, data section) of every task: [("data", data)] for one task."""
+        if not self.tasks:
+            return [("data", self.data)]
+        return [(f"tasks.{t.name}.data", t.data) for t in self.tasks]
+
+    def for_target(self) -> "ExperimentConfig":
+        """The single-task experiment of the target task (itself when it has one task):
+        what finalize, train, export and calibrate train, with the target's metric."""
+        if not self.tasks:
+            return self
+        task = next(t for t in self.tasks if t.name == self.target)
+        return dataclasses.replace(self, data=task.data, metric=self.task_metric(task),
+                                   tasks=(), target=None)
+
     def for_final(self) -> "ExperimentConfig":
-        """The same experiment at full fidelity (finalize's long training)."""
-        return dataclasses.replace(self, fidelity="full")
+        """The target task at full fidelity (finalize's long training)."""
+        return dataclasses.replace(self.for_target(), fidelity="full")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe dict with YAML keys; from_dict(to_dict()) == self."""
-        return _to_dict(self)
+        d = _to_dict(self)
+        if not self.tasks:
+            del d["tasks"], d["target"]
+            return d
+        del d["data"]  # the target's, restored from `tasks` by from_dict
+        d["tasks"] = {t.name: {k: v for k, v in _to_dict(t).items() if k != "name"}
+                      for t in self.tasks}
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, file: str | None = None) -> "ExperimentConfig":
@@ -222,6 +272,8 @@ def _build(cls: type, data: Any, file: str | None, path: str, base: Path | None)
     by_key = {_yaml_key(f): f for f in fields(cls) if f.metadata.get("kind") != "internal"}
     if cls is ExperimentConfig:
         data = _without_removed_hooks(data, file)
+    if cls is ExperimentConfig:
+        _check_task_keys(data, file)
     unknown = [k for k in data if k not in by_key]
     if unknown and not (cls is ExperimentConfig and set(unknown) <= {"source"}):
         k = unknown[0]
@@ -230,7 +282,10 @@ def _build(cls: type, data: Any, file: str | None, path: str, base: Path | None)
     kwargs: dict[str, Any] = {}
     for key, f in by_key.items():
         where = _where(path, key)
-        if f.metadata["kind"] == "section":
+        if f.metadata["kind"] == "tasks":
+            if data.get(key) is not None:
+                kwargs[f.name] = _tasks(data[key], file, where, base)
+        elif f.metadata["kind"] == "section":
             default = f.default_factory()  # type: ignore[misc]
             if key in data and data[key] is not None:
                 merged = _to_dict(default)
@@ -251,7 +306,69 @@ def _build(cls: type, data: Any, file: str | None, path: str, base: Path | None)
         kwargs["source"] = _resolve_source(kwargs["source"], base)
     if cls is ExperimentConfig and data.get("source"):
         kwargs["source"] = str(data["source"])
+    if cls is ExperimentConfig and kwargs.get("tasks"):
+        kwargs["data"] = _target(kwargs["tasks"], kwargs.get("target"), file).data
     return cls(**kwargs)
+
+
+# A task's name is shown in tables and stored in metrics: the study names' alphabet
+_TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
+
+
+def _check_task_keys(data: Mapping[str, Any], file: str | None) -> None:
+    """`data` (one task) and `tasks` (several) exclude each other; `target` needs tasks."""
+    has_tasks = data.get("tasks") is not None
+    if has_tasks and data.get("data") is not None:
+        raise ExperimentError("`data` and `tasks` are both given", file=file, path="data",
+                              value=data["data"],
+                              fix="with several tasks each task has its own data section "
+                                  "under tasks.NAME.data: move it there, or remove `tasks` "
+                                  "for a single-task experiment")
+    if not has_tasks and data.get("target") is not None:
+        raise ExperimentError("`target` names a task, but the experiment has no `tasks`",
+                              file=file, path="target", value=data["target"],
+                              fix="remove `target` (a single-task experiment is its own "
+                                  "target), or list the tasks under `tasks:`")
+
+
+def _tasks(v: Any, file: str | None, where: str, base: Path | None) -> tuple[TaskConfig, ...]:
+    if not isinstance(v, Mapping):
+        raise ExperimentError(f"expected a mapping of task names to task sections, got "
+                              f"{v!r}", file=file, path=where, value=v,
+                              fix="write `tasks:` then one `NAME: {data: {...}}` per task")
+    if len(v) < 2:
+        raise ExperimentError(f"`tasks` lists {len(v)} task(s); a multi-task experiment "
+                              "needs at least two", file=file, path=where, value=_plain(v),
+                              fix="add a task, or write one task's data under `data:` "
+                                  "(a single-task experiment)")
+    out = []
+    for name, spec in v.items():
+        at = f"{where}.{name}"
+        if not isinstance(name, str) or not _TASK_NAME.fullmatch(name):
+            raise ExperimentError(f"task name {name!r} cannot be used", file=file, path=at,
+                                  value=name, fix="name a task with letters, digits, '_', "
+                                                  "'.' and '-' (at most 64 characters)")
+        if not isinstance(spec, Mapping) or spec.get("data") is None:
+            raise ExperimentError(f"task {name!r} has no data section", file=file, path=at,
+                                  value=_plain(spec) if isinstance(spec, Mapping) else spec,
+                                  fix="give it one, e.g. `data: {source: builtin:sms_spam}`")
+        task = _build(TaskConfig, spec, file, at, base)
+        out.append(dataclasses.replace(task, name=name))
+    return tuple(out)
+
+
+def _target(tasks: tuple[TaskConfig, ...], target: str | None, file: str | None) -> TaskConfig:
+    names = [t.name for t in tasks]
+    if target is None:
+        raise ExperimentError("a multi-task experiment needs a `target`", file=file,
+                              path="tasks", value=names,
+                              fix="add `target: NAME`, the task that finalize, train, export "
+                                  "and calibrate work on (one of: " + ", ".join(names) + ")")
+    for t in tasks:
+        if t.name == target:
+            return t
+    raise ExperimentError(f"`target` {target!r} is not one of the tasks", file=file,
+                          path="target", value=target, fix="use one of: " + ", ".join(names))
 
 
 def _plain(v: Any) -> Any:
@@ -340,22 +457,26 @@ def _check(cfg: ExperimentConfig, file: str | None) -> None:
                 "exactly one of max_steps and epochs must be set",
                 file=file, path=sec, value={"max_steps": t.max_steps, "epochs": t.epochs},
                 fix=f"set one and write the other as null (e.g. {sec}.epochs: null)")
-    d = cfg.data
+    for where, d in cfg.data_sections():
+        _check_data(d, file, where)
+
+
+def _check_data(d: DataConfig, file: str | None, where: str) -> None:
     for key in ("validation", "test"):
         v = getattr(d, key)
         if v >= 1 and not float(v).is_integer():
             raise ExperimentError(f"{v!r} is neither a fraction below 1 nor a count",
-                                  file=file, path=f"data.{key}", value=v,
+                                  file=file, path=f"{where}.{key}", value=v,
                                   fix="write a fraction like 0.1 or a count like 500")
     fracs = [getattr(d, k) for k in ("validation", "test") if getattr(d, k) < 1]
     if sum(fracs) >= 0.9:
         raise ExperimentError("validation and test leave too little to train on",
-                              file=file, path="data", value={"validation": d.validation,
-                                                              "test": d.test},
+                              file=file, path=where, value={"validation": d.validation,
+                                                            "test": d.test},
                               fix="keep validation + test below 0.9 of the data")
     if d.source.startswith("builtin:") and d.source[8:] not in BUILTIN_DATASETS:
         raise ExperimentError(f"unknown built-in dataset {d.source!r}", file=file,
-                              path="data.source", value=d.source,
+                              path=f"{where}.source", value=d.source,
                               fix="use one of: " + ", ".join(
                                   "builtin:" + n for n in BUILTIN_DATASETS))
 

@@ -54,7 +54,11 @@ def provenance(info: Any, trial: TrialRecord | None, reward: float | None,
     from autopeft.version import library_versions
 
     m = metrics if metrics is not None else (trial.metrics if trial else None)
+    target = info.experiment.get("target") if info else None
     return {
+        # a multi-task study: the candidate was searched on several tasks; finalize and
+        # train use this one (the exported head is this task's)
+        **({"target_task": target} if target else {}),
         "study": info.name if info else None,
         "trial": trial.number if trial else None,
         "seed": info.seed if info else None,
@@ -108,7 +112,12 @@ def finalize_study(storage: Any, name: str, *, top_k: int = 3, out_dir: str | No
             f"study {name!r} has no completed trial that meets the constraints "
             f"({len(ranked)} completed).\n  fix: run more trials with `autopeft resume "
             f"{name} --trials N`, or relax the experiment's constraints")
-    final_cfg = ExperimentConfig.from_dict(info.experiment).for_final()
+    study_cfg = ExperimentConfig.from_dict(info.experiment)
+    final_cfg = study_cfg.for_final()  # a multi-task study: its target task alone
+    if study_cfg.tasks:
+        log(f"finalize: the search's proxy trained {len(study_cfg.tasks)} tasks "
+            f"({', '.join(study_cfg.task_names)}); the full training uses the target task "
+            f"{study_cfg.target!r} alone, with its own head")
     experiment = final_cfg.to_dict()
     runs = study_dir(storage.get_study_attrs(name).get("runs_dir", DEFAULT_RUNS_DIR),
                      name) / "final"  # never outside --runs-dir, whatever the stored name
@@ -175,8 +184,11 @@ def train_exported(config: str, out: str, *, experiment_path: str | None = None,
         cfg = ExperimentConfig.from_dict(prov["experiment"])
     else:
         cfg = load_experiment("default.yaml")
-    cfg = cfg.for_final()
+    target = cfg.target
+    cfg = cfg.for_final()  # a multi-task experiment: its target task alone
     seed = cfg.seed if seed is None else seed
+    if target:
+        log(f"train: multi-task experiment; training its target task {target!r}")
     evaluator = ProxyEvaluator(cfg.to_dict())
     log(f"train: {candidate.summary()} on {cfg.model} ({cfg.data.source}), full schedule")
     with tempfile.TemporaryDirectory(prefix="autopeft-train-") as tmp:

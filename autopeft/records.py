@@ -93,6 +93,16 @@ class Metrics:
     pruned: bool = False  # stopped early because the reporter answered "stop"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def task_scores(self) -> dict[str, float | None]:
+        """Each task's validation metric of a multi-task trial (autopeft.evaluation.multitask
+        stores them in extra["tasks"]), in the experiment's task order; {} for one task."""
+        tasks = self.extra.get("tasks") if isinstance(self.extra, Mapping) else None
+        if not isinstance(tasks, Mapping):
+            return {}
+        return {str(k): (v.get("metric") if isinstance(v, Mapping) else None)
+                for k, v in tasks.items()}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["cost"] = self.cost.to_dict()
@@ -146,3 +156,13 @@ class TrialRecord:
     worker: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+
+
+def task_names(trials: "list[TrialRecord]") -> list[str]:
+    """The tasks of a multi-task study's trials, in their order; [] for one task."""
+    names: list[str] = []
+    for t in trials:
+        for n in (t.metrics.task_scores if t.metrics is not None else {}):
+            if n not in names:
+                names.append(n)
+    return names

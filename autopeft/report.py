@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.plots import decision_importance, pareto_series, reward_series, scored_trials
-from autopeft.records import TrialRecord
+from autopeft.records import TrialRecord, task_names
 
 __all__ = ["decision_importance", "pareto_front", "write_report"]
 
@@ -115,10 +115,15 @@ def _save(fig: Any, path: Path, plt: Any) -> Path:
     return path
 
 
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
 def _html(title: str, trials: list[TrialRecord], images: list[Path], imp: dict[str, float],
           front: list[int], scored: list[TrialRecord]) -> str:
     from autopeft.candidate import Candidate
 
+    tasks = task_names([scored[i] for i in front])  # a multi-task study: a column each
     imgs = "".join(
         f'<img alt="{p.stem}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}"/>' for p in images)
@@ -128,7 +133,8 @@ def _html(title: str, trials: list[TrialRecord], images: list[Path], imp: dict[s
         rows.append(
             f"<tr><td>{t.number}</td><td>{t.metrics.metric:.4f}</td>"
             f"<td>{100 * t.metrics.cost.params_ratio:.3f}</td><td>{t.reward:.4f}</td>"
-            f"<td>{html.escape(Candidate.from_dict(t.candidate).summary())}</td></tr>")
+            + "".join(f"<td>{_num(t.metrics.task_scores.get(n))}</td>" for n in tasks)
+            + f"<td>{html.escape(Candidate.from_dict(t.candidate).summary())}</td></tr>")
     imp_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>"
                        for k, v in imp.items())
     states: dict[str, int] = defaultdict(int)
@@ -141,8 +147,11 @@ def _html(title: str, trials: list[TrialRecord], images: list[Path], imp: dict[s
               "img{max-width:100%;display:block;margin:1em 0}table{border-collapse:collapse}"
               "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>")
     buf.write(f"<h1>{html.escape(title)}</h1><p>{len(trials)} trials: {summary}</p>{imgs}")
-    buf.write("<h2>Pareto front</h2><table><tr><th>trial</th><th>metric</th><th>params %</th>"
-              f"<th>reward</th><th>candidate</th></tr>{''.join(rows)}</table>")
+    task_heads = "".join(f"<th>{html.escape(n)}</th>" for n in tasks)
+    buf.write("<h2>Pareto front</h2>" + ("<p>metric: the weighted mean of the tasks' "
+                                         "validation metrics</p>" if tasks else "")
+              + "<table><tr><th>trial</th><th>metric</th><th>params %</th>"
+              f"<th>reward</th>{task_heads}<th>candidate</th></tr>{''.join(rows)}</table>")
     buf.write("<h2>Decision importance</h2><table><tr><th>decision</th><th>eta²</th></tr>"
               f"{imp_rows}</table></body></html>")
     return buf.getvalue()

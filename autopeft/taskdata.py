@@ -74,13 +74,13 @@ def cache_dir() -> Path:
 
 
 
-def _read_table(data: DataConfig, file: str | None) -> Any:
+def _read_table(data: DataConfig, file: str | None, where: str = "data") -> Any:
     """A pandas DataFrame from a local file or a hub dataset."""
     src = data.source
     suffix = Path(src).suffix.lower()
     if suffix in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
         if not Path(src).is_file():
-            raise ExperimentError("data file not found", file=file, path="data.source",
+            raise ExperimentError("data file not found", file=file, path=f"{where}.source",
                                   value=src, fix="give an existing file (relative paths "
                                   "are resolved against the experiment file's folder)")
         pd = require("pandas")
@@ -95,16 +95,16 @@ def _read_table(data: DataConfig, file: str | None) -> Any:
             return pd.read_json(src, lines=lines)
         except (ValueError, OSError) as exc:
             raise ExperimentError(f"cannot read the data file: {exc}", file=file,
-                                  path="data.source", value=src,
+                                  path=f"{where}.source", value=src,
                                   fix="check the file's format matches its suffix") from exc
     datasets = require("datasets")
     try:
         ds = datasets.load_dataset(src, data.hf_config, split=data.hf_split)
     except Exception as exc:  # noqa: BLE001 - offline / unknown name / bad split
         raise FatalError(
-            f"data.source {src!r}: loading it from the Hugging Face hub failed: "
+            f"{where}.source {src!r}: loading it from the Hugging Face hub failed: "
             f"{type(exc).__name__}: {exc}\n"
-            "  fix: check the name, data.hf_config and data.hf_split, and that this "
+            f"  fix: check the name, {where}.hf_config and {where}.hf_split, and that this "
             "machine reaches the hub (or set HF_DATASETS_OFFLINE=1 with a filled cache); "
             "offline, use a built-in dataset (builtin:trec6, builtin:vader_tweets, ...: "
             "docs/EXPERIMENT.md) or a local csv/json/parquet file") from exc
@@ -116,8 +116,12 @@ def _looks_like_jsonl(path: str) -> bool:
         return fh.read(1).strip() == "{"
 
 
-def load_examples(data: DataConfig, *, file: str | None = None) -> RawData:
-    """Read the dataset named by `data` into texts and integer labels."""
+def load_examples(data: DataConfig, *, file: str | None = None,
+                  where: str = "data") -> RawData:
+    """Read the dataset named by `data` into texts and integer labels.
+
+    `where` is the section's YAML path, named by every error (`tasks.NAME.data` for one
+    task of a multi-task experiment)."""
     cols = data.text if isinstance(data.text, (list, tuple)) else [data.text]
     if data.source.startswith("builtin:"):
         name = data.source.split(":", 1)[1]
@@ -125,22 +129,23 @@ def load_examples(data: DataConfig, *, file: str | None = None) -> RawData:
 
         if name not in READERS:
             raise ExperimentError(f"unknown built-in dataset {data.source!r}", file=file,
-                                  path="data.source", value=data.source,
+                                  path=f"{where}.source", value=data.source,
                                   fix="use builtin:" + " or builtin:".join(READERS))
         if len(cols) != 1 or cols[0] != "text" or data.label != "label":
             raise ExperimentError("built-in datasets have the columns text and label",
-                                  file=file, path="data.text", value=data.text,
+                                  file=file, path=f"{where}.text", value=data.text,
                                   fix="write `text: text` and `label: label` (the defaults)")
         texts, labels = READERS[name]()
         rows: list[Any] = texts
     else:
-        df = _read_table(data, file)
-        for col, path in [(c, "data.text") for c in cols] + [(data.label, "data.label")]:
+        df = _read_table(data, file, where)
+        for col, path in ([(c, f"{where}.text") for c in cols]
+                          + [(data.label, f"{where}.label")]):
             if col not in df.columns:
                 raise ExperimentError(f"column {col!r} is not in the data", file=file,
                                       path=path, value=col,
                                       fix=f"use one of: {', '.join(map(str, df.columns))}")
-        df = _drop_empty(df, cols, data, file)
+        df = _drop_empty(df, cols, data, file, where)
         labels = df[data.label].tolist()
         parts = [[str(x) for x in df[c].tolist()] for c in cols]
         rows = parts[0] if len(cols) == 1 else list(zip(*parts))
@@ -153,7 +158,7 @@ def load_examples(data: DataConfig, *, file: str | None = None) -> RawData:
         ids = ids[keep]
     if len(names) < 2:
         raise ExperimentError(f"the labels have {len(names)} distinct value(s)", file=file,
-                              path="data.label", value=names,
+                              path=f"{where}.label", value=names,
                               fix="a classification task needs at least two classes")
     h = hashlib.sha256()
     h.update(json.dumps(names).encode())
@@ -163,7 +168,8 @@ def load_examples(data: DataConfig, *, file: str | None = None) -> RawData:
     return RawData(tuple(rows), ids, tuple(names), h.hexdigest())
 
 
-def _drop_empty(df: Any, cols: list[str], data: DataConfig, file: str | None) -> Any:
+def _drop_empty(df: Any, cols: list[str], data: DataConfig, file: str | None,
+                where: str = "data") -> Any:
     """The rows with every text and the label present; says what it drops, and why.
 
     A text that is missing or only whitespace cannot be classified, and a missing label
@@ -177,12 +183,12 @@ def _drop_empty(df: Any, cols: list[str], data: DataConfig, file: str | None) ->
     no_label = df[data.label].isna().to_numpy()
     if n and empty_text.all():
         raise ExperimentError(f"every one of the {n} rows has an empty text in "
-                              f"{_columns(cols)}", file=file, path="data.text",
+                              f"{_columns(cols)}", file=file, path=f"{where}.text",
                               value=data.text, fix="point data.text at the column that "
                               "holds the texts")
     if n and no_label.all():
         raise ExperimentError(f"every one of the {n} rows has no label in column "
-                              f"{data.label!r}", file=file, path="data.label",
+                              f"{data.label!r}", file=file, path=f"{where}.label",
                               value=data.label, fix="point data.label at the column that "
                               "holds the labels")
     drop = empty_text | no_label
@@ -201,12 +207,12 @@ def _columns(cols: list[str]) -> str:
     return f"column {cols[0]!r}" if len(cols) == 1 else f"columns {cols!r}"
 
 
-def check_data(data: DataConfig, *, file: str | None = None) -> RawData:
+def check_data(data: DataConfig, *, file: str | None = None, where: str = "data") -> RawData:
     """Read the data and make the splits as a worker will, so that every data error
     (a missing column, one class, empty texts, too few examples of a class) is found in
     the driver before a study is created (autopeft.study.plan_study calls it)."""
-    raw = load_examples(data, file=file)
-    make_splits(raw.labels, data, file=file, label_names=raw.label_names)
+    raw = load_examples(data, file=file, where=where)
+    make_splits(raw.labels, data, file=file, label_names=raw.label_names, where=where)
     return raw
 
 
@@ -259,14 +265,15 @@ def _count(spec: float, n: int) -> int:
 
 
 def make_splits(labels: np.ndarray, data: DataConfig, *, file: str | None = None,
-                label_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+                label_names: Sequence[str] | None = None,
+                where: str = "data") -> dict[str, np.ndarray]:
     """Disjoint stratified train / validation / test indices (each sorted)."""
     n = labels.size
     n_val, n_test = _count(data.validation, n), _count(data.test, n)
     if n_val < 1 or n_test < 1 or n_val + n_test >= n:
         raise ExperimentError(f"{n} examples cannot give {n_val} validation and {n_test} "
                               "test examples and still leave some to train on", file=file,
-                              path="data", value={"validation": data.validation,
+                              path=where, value={"validation": data.validation,
                                                   "test": data.test},
                               fix="use smaller validation/test sizes or more data")
     rng = np.random.default_rng(data.split_seed)
@@ -280,7 +287,7 @@ def make_splits(labels: np.ndarray, data: DataConfig, *, file: str | None = None
         label = repr(label_names[c]) if label_names is not None else f"with id {c}"
         raise ExperimentError(
             f"class {label} has {k} example(s): none is left to train on after the validation "
-            f"and test splits ({len(short)} class(es) like this)", file=file, path="data",
+            f"and test splits ({len(short)} class(es) like this)", file=file, path=where,
             value={"validation": data.validation, "test": data.test},
             fix="add examples of the rare classes, or use smaller validation/test sizes")
     parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
@@ -290,6 +297,24 @@ def make_splits(labels: np.ndarray, data: DataConfig, *, file: str | None = None
         parts["validation"].append(members[t:t + v])
         parts["train"].append(members[t + v:])
     return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+
+
+def trial_subsets(labels: np.ndarray, splits: dict[str, np.ndarray], data: DataConfig,
+                  train_cfg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(train, validation, rung) indices of one trial under a training section
+    (autopeft.config.TrainingConfig): stratified subsets of the train and validation
+    splits, and the fixed subset of validation that intermediate evaluations score (None:
+    they score all of it).  Seeded from data.split_seed only, so every trial of a study,
+    and each task of a multi-task experiment as its own experiment would, sees the same."""
+    seed = data.split_seed
+    train = stratified_subset(labels, splits["train"], train_cfg.train_examples or 10**12,
+                              seed=seed)
+    val = stratified_subset(labels, splits["validation"],
+                            train_cfg.validation_examples or 10**12, seed=seed + 1)
+    rung = None
+    if train_cfg.rung_examples is not None and train_cfg.rung_examples < len(val):
+        rung = stratified_subset(labels, val, train_cfg.rung_examples, seed=seed + 2)
+    return train, val, rung
 
 
 # ---------------------------------------------------------------- tokenising

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any
 
-from autopeft.records import TrialRecord, TrialState
+from autopeft.records import TrialRecord, TrialState, task_names
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -78,6 +78,8 @@ def trial_row(t: TrialRecord) -> dict[str, Any]:
         "train_seconds": None if m is None else m.train_seconds,
         "warm_start_from": t.warm_start_from,
         "recipe": (t.meta or {}).get("recipe"),  # a standard recipe (autopeft.recipes)
+        # a multi-task trial: each task's validation metric (its mean is `metric`)
+        "tasks": (m.task_scores or None) if m is not None else None,
         "metrics": None if m is None else m.to_dict(),
     }
 
@@ -94,7 +96,10 @@ def leaderboard_lines(trials: list[TrialRecord], top: int | None = None) -> list
     from autopeft.candidate import Candidate
 
     rows = sort_trials(trials)[:top] if top else sort_trials(trials)
-    head = f"{'#':>4} {'state':<11} {'metric':>7} {'params%':>8} {'flops%':>7} {'reward':>8}  candidate"
+    tasks = task_names(rows)  # a multi-task study: one column per task
+    width = [max(6, len(n)) for n in tasks]
+    head = (f"{'#':>4} {'state':<11} {'metric':>7} {'params%':>8} {'flops%':>7} {'reward':>8}"
+            + "".join(f" {n:>{w}}" for n, w in zip(tasks, width)) + "  candidate")
     lines = [head, "-" * len(head)]
     for t in rows:
         m = t.metrics
@@ -108,10 +113,20 @@ def leaderboard_lines(trials: list[TrialRecord], top: int | None = None) -> list
             summary = f"[recipe {t.meta['recipe']}] {summary}"
         if t.state == TrialState.FAILED and t.error:
             summary += f"  [{t.error.strip().splitlines()[0][:80]}]"
-        lines.append(f"{t.number:>4} {state:<11} {metric:>7} {pp:>8} {fp:>7} {rw:>8}  {summary}")
+        scores = {} if m is None else m.task_scores
+        per_task = "".join(f" {_score(scores.get(n)):>{w}}" for n, w in zip(tasks, width))
+        lines.append(f"{t.number:>4} {state:<11} {metric:>7} {pp:>8} {fp:>7} {rw:>8}"
+                     f"{per_task}  {summary}")
+    if tasks:
+        lines.append("metric: the weighted mean of the tasks' validation metrics (one column "
+                     "each)")
     if any(t.feasible is False for t in rows):
         lines.append("* infeasible: violates a constraint of the experiment (see --json 'error')")
     return lines
+
+
+def _score(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def print_leaderboard(storage, name: str, top: int | None = None, stream=None) -> None:

@@ -199,6 +199,8 @@ class Reader:
             "assignment": json.dumps(dict(t.assignment), indent=2, sort_keys=True),
             "meta": json.dumps(dict(t.meta), indent=2, sort_keys=True, default=str),
             "cost": {} if m is None else m.cost.to_dict(),
+            # a multi-task trial: each task's validation metric (`metric` is their mean)
+            "tasks": {} if m is None else m.task_scores,
             "training": {} if m is None else {
                 "metric_name": m.metric_name, "steps": m.steps, "train_loss": m.train_loss,
                 "train_seconds": m.train_seconds, "eval_seconds": m.eval_seconds,

@@ -58,6 +58,7 @@ class _Setup:
     device: Any
     seconds: float
     meter: Any = None              # autopeft.cost.CostMeter of `base`, freed by close()
+    tasks: Any = None              # multitask.TaskSet of a multi-task experiment, else None
 
 
 class ProxyEvaluator(Evaluator):
@@ -74,7 +75,8 @@ class ProxyEvaluator(Evaluator):
     def setup(self, config: ExperimentConfig | None = None) -> _Setup:
         """Load data and model once per worker (idempotent for the same model and data)."""
         cfg = config or self.config
-        key = (cfg.model, cfg.trust_remote_code, repr(cfg.data), cfg.resources.gpus > 0)
+        key = (cfg.model, cfg.trust_remote_code, repr(cfg.data), repr(cfg.tasks),
+               cfg.resources.gpus > 0)
         if self._setup is not None and self._setup.key == key:
             return self._setup
         if self._setup is not None:
@@ -85,8 +87,15 @@ class ProxyEvaluator(Evaluator):
             torch = require("torch")
             from autopeft import models
 
-            raw = taskdata.load_examples(cfg.data, file=cfg.source)
-            splits = taskdata.make_splits(raw.labels, cfg.data, file=cfg.source)
+            tasks = None
+            if cfg.tasks:  # one joint dataset, one head per task (multitask.py)
+                from autopeft.evaluation.multitask import load_tasks
+
+                tasks = load_tasks(cfg)
+                raw, splits = tasks.raw, tasks.splits
+            else:
+                raw = taskdata.load_examples(cfg.data, file=cfg.source)
+                splits = taskdata.make_splits(raw.labels, cfg.data, file=cfg.source)
             base = models.load_base(cfg.model, num_labels=raw.num_labels,
                                     trust_remote_code=cfg.trust_remote_code, seed=cfg.seed)
         except (ConfigError, MissingDependencyError) as exc:
@@ -98,7 +107,7 @@ class ProxyEvaluator(Evaluator):
         from autopeft.cost import CostMeter
 
         self._setup = _Setup(key, raw, splits, base, {}, device, time.perf_counter() - t0,
-                             CostMeter(base))
+                             CostMeter(base), tasks)
         self.stats["setups"] += 1
         log.info("worker set up in %.1fs: %d examples, %d classes, model %s on %s",
                  self._setup.seconds, len(raw.texts), raw.num_labels, cfg.model, device)
@@ -106,7 +115,9 @@ class ProxyEvaluator(Evaluator):
 
     def _encoded(self, s: _Setup, max_length: int) -> Any:
         if max_length not in s.encoded:
-            s.encoded[max_length] = taskdata.encode(s.raw, s.base.tokenizer, max_length)
+            s.encoded[max_length] = (
+                taskdata.encode(s.raw, s.base.tokenizer, max_length) if s.tasks is None
+                else s.tasks.encode(s.base.tokenizer, max_length))  # each task's own cache
             self.stats["tokenisations"] += 1
         return s.encoded[max_length]
 
@@ -169,18 +180,13 @@ class ProxyEvaluator(Evaluator):
             "weight_decay": float(hyper.get("weight_decay", opt_cfg.weight_decay)),
             "warmup_ratio": float(hyper.get("warmup_ratio", opt_cfg.warmup_ratio)),
         }
-        train_idx = taskdata.stratified_subset(s.raw.labels, s.splits["train"],
-                                               train_cfg.train_examples or 10**12,
-                                               seed=cfg.data.split_seed)
-        val_idx = taskdata.stratified_subset(s.raw.labels, s.splits["validation"],
-                                             train_cfg.validation_examples or 10**12,
-                                             seed=cfg.data.split_seed + 1)
-        rung_idx = None
-        if train_cfg.rung_examples is not None and train_cfg.rung_examples < len(val_idx):
-            rung_idx = taskdata.stratified_subset(s.raw.labels, val_idx,
-                                                  train_cfg.rung_examples,
-                                                  seed=cfg.data.split_seed + 2)
-        loop = TrainLoop(torch, model, enc, s.device, cfg, train_cfg, settings,
+        if s.tasks is None:
+            train_idx, val_idx, rung_idx = taskdata.trial_subsets(s.raw.labels, s.splits,
+                                                                  cfg.data, train_cfg)
+        else:  # each task's own subsets; one head per task (multitask.py)
+            train_idx, val_idx, rung_idx = s.tasks.subsets(train_cfg)
+        make_loop = TrainLoop if s.tasks is None else s.tasks.loop
+        loop = make_loop(torch, model, enc, s.device, cfg, train_cfg, settings,
                          use_token_types=_takes_token_types(s.base.model),
                          start_step=request.start_step)
         loop.groups = param_groups(built, settings)  # one per module with its own learning rate
@@ -202,7 +208,7 @@ class ProxyEvaluator(Evaluator):
         log.info("trial %d: %s=%.4f after %d steps (%.1fs train, %.1fs eval)%s",
                  request.trial_number, cfg.metric, result["metric"], loop.step,
                  loop.train_seconds, loop.eval_seconds, " [pruned]" if result["pruned"] else "")
-        return Metrics(
+        metrics = Metrics(
             metric=result["metric"], metric_name=cfg.metric, cost=cost,
             intermediate=tuple(loop.reports), train_loss=result["train_loss"],
             steps=loop.step, train_seconds=loop.train_seconds,
@@ -219,6 +225,8 @@ class ProxyEvaluator(Evaluator):
                    **lean,
                    "n_rung": int(len(rung_idx)) if rung_idx is not None else None},
         )
+        # several tasks: each task's score, and the mean's name
+        return metrics if s.tasks is None else s.tasks.finish(metrics, loop)
 
     def _frozen_prefix(self, candidate: Candidate, built: Any, s: _Setup, enc: Any,
                        loop: TrainLoop, needed: list[Any]) -> CachedSource | None:
@@ -262,7 +270,9 @@ class ProxyEvaluator(Evaluator):
     def _cost(self, built: Any, s: _Setup, cfg: ExperimentConfig) -> Cost:
         """Exact trainable parameters, FLOPs per token and latency (autopeft.cost); the
         latency is timed until its interval decides against the experiment's limit."""
-        return s.meter.measure(built, latency_limit=cfg.constraints.max_latency_ratio)
+        cost = s.meter.measure(built, latency_limit=cfg.constraints.max_latency_ratio)
+        # several tasks: what a user deploys for the target task (its head only)
+        return cost if s.tasks is None else s.tasks.target_cost(cost)
 
 
 def _lean(candidate: Candidate, model: Any, s: _Setup, t: Any, torch: Any) -> dict[str, Any]:

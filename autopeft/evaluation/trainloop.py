@@ -142,9 +142,15 @@ class TrainLoop:
         y_pred = torch.empty(len(by_length), dtype=torch.int64)
         y_pred[by_length] = torch.cat(preds)
         y_pred = y_pred.numpy()
-        y_true = self.source.labels[torch.as_tensor(np.asarray(idx))].numpy()
+        value = self.metric_of(idx, y_pred)
         self.eval_seconds += time.perf_counter() - t0
-        return metric_fns.compute(self.cfg.metric, y_true, y_pred), y_pred
+        return value, y_pred
+
+    def metric_of(self, idx: Any, y_pred: Any) -> float:
+        """The validation metric of predictions y_pred of the examples idx (a multi-task
+        loop overrides it: the weighted mean of the tasks' metrics)."""
+        y_true = self.source.labels[self.torch.as_tensor(np.asarray(idx))].numpy()
+        return metric_fns.compute(self.cfg.metric, y_true, y_pred)
 
     def total_steps(self, n_train: int) -> int:
         if self.t.max_steps is not None:
@@ -231,9 +237,8 @@ class TrainLoop:
                         if rung_idx is None or self.step == total:
                             value, y_pred = self.score(val_idx)
                             final_full = (value, at)
-                            chosen = value if rung_idx is None else metric_fns.compute(
-                                self.cfg.metric, self.source.labels[torch.as_tensor(rung_idx)].numpy(),
-                                y_pred[rung_pos])
+                            chosen = value if rung_idx is None else self.metric_of(
+                                rung_idx, y_pred[rung_pos])
                         else:
                             value, _ = self.score(rung_idx)
                             chosen, final_full = value, None

@@ -102,7 +102,8 @@ def plan_study(name: str | None, *, space: Any, experiment: Any, controller: Any
     if check_data:
         from autopeft.taskdata import check_data as check
 
-        check(cfg.data, file=cfg.source)
+        for where, data in cfg.data_sections():  # every task of a multi-task experiment
+            check(data, file=cfg.source, where=where)
     return StudyPlan(
         name=name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         space_name=space.name, space_text=_space_text(space),
