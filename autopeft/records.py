@@ -39,6 +39,13 @@ class Proposal:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
+def deployed_flops(cost: Mapping[str, Any]) -> float:
+    """`Cost.deployed_flops_ratio` from a stored cost mapping (flops_ratio_merged; the
+    unmerged flops_ratio for a record that lacks it)."""
+    merged = cost.get("flops_ratio_merged")
+    return float(cost.get("flops_ratio") or 0.0) if merged is None else float(merged)
+
+
 @dataclass(frozen=True)
 class Cost:
     """The cost of a candidate relative to its base model (autopeft.cost computes it)."""
@@ -61,6 +68,13 @@ class Cost:
     latency_confidence: float | None = None  # of [latency_low, latency_high]
     latency_basis: str | None = None  # "measured" (paired timing) or "merged" (deploys
                                       # merged: the base's architecture, exactly 0)
+
+    @property
+    def deployed_flops_ratio(self) -> float:
+        """Added FLOPs per token of the model as deployed: the modules that merge into the
+        base weights (LoRA, IA3, BitFit...) are merged and add nothing; the rest run as
+        they are. What the reward, a flops limit and the Pareto front count."""
+        return float(deployed_flops(self.to_dict()))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

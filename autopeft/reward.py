@@ -6,6 +6,12 @@ retraining (`score(record.metrics, new_config)`).
 
     R = metric − λ · (w_params · params_ratio + w_flops · flops_ratio)
 
+flops_ratio here is the deployed one (Cost.deployed_flops_ratio): added FLOPs per token
+once the modules that merge into the base weights (LoRA, IA3, BitFit, ...) are merged, as
+a served model runs them; adapters and prefixes cost what they add.  The same rule decides
+the latency limit (a merged module is timed as the base: 0).  The unmerged figure stays in
+the record (`flops_ratio`) and in `show --json`.
+
 A constraint (max_params_ratio, max_latency_ratio, max_flops_ratio) is a hard limit: a
 trial over it is marked infeasible, with the reasons, rather than only penalised, so a
 cheap-but-too-big candidate can never win by a large metric. Latency is a noisy
@@ -19,7 +25,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 from autopeft.config import ConstraintsConfig, ExperimentConfig, RewardConfig
 from autopeft.pareto import dominates, front
 from autopeft.cost.latency import OVER, verdict
-from autopeft.records import Metrics, TrialRecord, TrialState
+from autopeft.records import Metrics, TrialRecord, TrialState, deployed_flops
 
 __all__ = ["Score", "dominates", "latency_verdict", "pareto_front", "pareto_trials",
            "reward_value", "score", "violations"]
@@ -59,10 +65,12 @@ def violations(cost: Mapping[str, Any], limits: ConstraintsConfig) -> tuple[str,
     limit ("uncertain"), is not a violation.
     """
     out = []
+    values = {"params_ratio": cost.get("params_ratio"),
+              "flops_ratio": None if cost.get("flops_ratio") is None else deployed_flops(cost)}
     checks = (("params_ratio", limits.max_params_ratio, "max_params_ratio"),
               ("flops_ratio", limits.max_flops_ratio, "max_flops_ratio"))
     for key, limit, name in checks:
-        value = cost.get(key)
+        value = values[key]
         if limit is not None and value is not None and value > limit:
             out.append(f"{key}={value:.4g} > {name}={limit:g}")
     limit = limits.max_latency_ratio
@@ -89,7 +97,7 @@ def score(metrics: Metrics | Mapping[str, Any],
     m = metrics.to_dict() if isinstance(metrics, Metrics) else dict(metrics)
     cost = dict(m["cost"])
     r = reward_value(m["metric"], float(cost.get("params_ratio") or 0.0),
-                     float(cost.get("flops_ratio") or 0.0), cfg.reward)
+                     deployed_flops(cost), cfg.reward)
     reasons = violations(cost, cfg.constraints)
     return Score(r, not reasons, reasons)
 
@@ -106,6 +114,6 @@ def pareto_trials(records: Iterable[TrialRecord], *,
     pool = [r for r in records
             if r.state == TrialState.COMPLETE and r.metrics is not None
             and (not feasible_only or r.feasible is not False)]
-    pts = [(r.metrics.metric, r.metrics.cost.params_ratio, r.metrics.cost.flops_ratio)
+    pts = [(r.metrics.metric, r.metrics.cost.params_ratio, r.metrics.cost.deployed_flops_ratio)
            for r in pool]
     return [pool[i] for i in pareto_front(pts)]

@@ -352,8 +352,9 @@ def _infeasible_share(name: str, space, seed: int, n: int = 40, tail: int = 20) 
 def test_a_controller_moves_away_from_an_infeasible_region(name, lora_space):
     # told the plain reward, tpe chases the infeasible high ranks (0.67 of its late
     # proposals, motpe 0.30; uniform sampling gives 1/3); told infeasibility, it leaves
-    # them (measured 0.13 and 0.10 over these seeds)
-    shares = [_infeasible_share(name, lora_space, s) for s in range(3)]
+    # them (measured over 10 seeds, with LoRA's deployed FLOPs 0: tpe 0.135, motpe 0.14;
+    # these 6 seeds: 0.13, 0.16)
+    shares = [_infeasible_share(name, lora_space, s) for s in range(6)]
     assert np.mean(shares) < 0.2, shares
 
 

@@ -8,11 +8,14 @@ from autopeft.records import Cost, Metrics, TrialRecord, TrialState
 from autopeft.reward import dominates, pareto_front, pareto_trials, score
 
 
-def metrics(metric, params_ratio, flops_ratio=0.0, latency=None):
+def metrics(metric, params_ratio, flops_ratio=0.0, latency=None, merged=None):
+    """merged: the FLOPs ratio once merging modules are merged (default: nothing merges,
+    as for an adapter, so it equals flops_ratio)."""
     cost = Cost(trainable_params=int(params_ratio * 1e6), base_params=1_000_000,
                 params_ratio=params_ratio, base_flops_per_token=1e6,
                 extra_flops_per_token=flops_ratio * 1e6, flops_ratio=flops_ratio,
-                flops_ratio_merged=0.0, latency_ratio=latency)
+                flops_ratio_merged=flops_ratio if merged is None else merged,
+                latency_ratio=latency)
     return Metrics(metric=metric, metric_name="accuracy", cost=cost)
 
 
@@ -32,6 +35,21 @@ def test_reward_formula():
 def test_lambda_zero_gives_the_metric_and_dicts_work():
     cfg = exp(reward={"lambda": 0.0}).to_dict()
     assert score(metrics(0.77, 0.3).to_dict(), cfg).reward == pytest.approx(0.77)
+
+
+def test_reward_and_flops_limit_count_the_deployed_flops():
+    """A module that merges (LoRA) adds no FLOPs as deployed: neither the penalty nor a
+    flops limit counts its unmerged FLOPs; an adapter (nothing merges) pays for its own."""
+    cfg = exp(constraints={"max_params_ratio": None, "max_flops_ratio": 0.01})
+    lora = score(metrics(0.9, 0.01, 0.02, merged=0.0), cfg)
+    adapter = score(metrics(0.9, 0.01, 0.02), cfg)
+    assert lora.reward == pytest.approx(0.89) and lora.feasible
+    assert adapter.reward == pytest.approx(0.87) and not adapter.feasible
+    assert adapter.reasons == ("flops_ratio=0.02 > max_flops_ratio=0.01",)
+    # an old record without the merged figure is scored on the unmerged one
+    old = metrics(0.9, 0.01, 0.02).to_dict()
+    del old["cost"]["flops_ratio_merged"]
+    assert score(old, cfg).reward == pytest.approx(0.87)
 
 
 def test_constraints_make_a_trial_infeasible_with_reasons():

@@ -65,7 +65,9 @@ def trial_row(t: TrialRecord) -> dict[str, Any]:
         "metric": None if m is None else m.metric,
         "metric_name": None if m is None else m.metric_name,
         "params_ratio": None if m is None else m.cost.params_ratio,
-        "flops_ratio": None if m is None else m.cost.flops_ratio,
+        # deployed (merging modules merged): what the reward counts; and unmerged
+        "flops_ratio": None if m is None else m.cost.deployed_flops_ratio,
+        "flops_ratio_unmerged": None if m is None else m.cost.flops_ratio,
         "latency_ratio": None if m is None else m.cost.latency_ratio,
         # its 99% interval and basis (measured / merged): the limit is decided from these
         "latency_interval": None if m is None or m.cost.latency_low is None
@@ -105,7 +107,7 @@ def leaderboard_lines(trials: list[TrialRecord], top: int | None = None) -> list
         m = t.metrics
         metric = "-" if m is None else f"{m.metric:.4f}"
         pp = "-" if m is None else f"{100 * m.cost.params_ratio:.3f}"
-        fp = "-" if m is None else f"{100 * m.cost.flops_ratio:.2f}"
+        fp = "-" if m is None else f"{100 * m.cost.deployed_flops_ratio:.2f}"
         rw = "-" if t.reward is None else f"{t.reward:.4f}"
         state = t.state.value + ("" if t.feasible in (None, True) else "*")
         summary = Candidate.from_dict(t.candidate).summary()

@@ -183,5 +183,5 @@ def objectives_of(record: TrialRecord) -> tuple[float, float, float] | None:
     if record.state is TrialState.FAILED or m is None:
         return None
     metric = float(m.metric) - (INFEASIBLE_PENALTY if record.feasible is False else 0.0)
-    vals = (metric, float(m.cost.params_ratio), float(m.cost.flops_ratio))
+    vals = (metric, float(m.cost.params_ratio), m.cost.deployed_flops_ratio)
     return vals if all(math.isfinite(v) for v in vals) else None

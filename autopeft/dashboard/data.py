@@ -236,7 +236,7 @@ def trial_row(t: TrialRecord, rank: int | None = None,
         "learning_rate": _num(learning_rate(t)),
         "metric": None if m is None else _num(m.metric),
         "params_pct": None if cost is None else _num(100 * cost.params_ratio),
-        "flops_pct": None if cost is None else _num(100 * cost.flops_ratio),
+        "flops_pct": None if cost is None else _num(100 * cost.deployed_flops_ratio),
         "latency_pct": (None if cost is None or cost.latency_ratio is None
                         else _num(100 * cost.latency_ratio)),
         **_ranked_fields(t, rank, ranked),

@@ -97,7 +97,8 @@ class States:
     flat: Any                 # [tokens, hidden]
     offsets: Any              # int64 [rows + 1]: example row r is flat[offsets[r]:offsets[r+1]]
     row: dict[int, int]       # example index -> row
-    seconds: float = 0.0
+    seconds: float = 0.0      # wall seconds the build took
+    cpu_seconds: float = 0.0  # CPU seconds of this process during the build
 
     @property
     def nbytes(self) -> int:
@@ -141,7 +142,7 @@ def compute_states(base_model: Any, enc: Any, L: int, idx: Iterable[int], *,
     from autopeft import taskdata
 
     torch = require("torch")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     backbone = backbone_of(base_model)
     layers = backbone.encoder.layer
     idx = torch.as_tensor(sorted(set(int(i) for i in idx)), dtype=torch.int64)
@@ -178,7 +179,7 @@ def compute_states(base_model: Any, enc: Any, L: int, idx: Iterable[int], *,
     offsets[1:] = torch.cumsum(lengths, 0)
     flat = torch.cat(pieces) if pieces else torch.zeros((0, 0))
     return States(L, flat, offsets, {i: r for r, i in enumerate(order)},
-                  time.perf_counter() - t0)
+                  time.perf_counter() - t0, time.process_time() - c0)
 
 
 def state_bytes(enc: Any, idx: Iterable[int], hidden: int, bytes_per_value: int = 4) -> int:
