@@ -88,6 +88,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-startup": ("tpe", {"n_startup_trials": None}),
     "lstm": ("lstm", {}),
     "lstm-lr0": ("lstm", {"learning_rate": 0.0}),
+    # the LSTM's rule before the reward model: policy gradient on the trials themselves
+    "lstm-direct": ("lstm", {"learner": "direct"}),
     "pbt": ("pbt", {}),
 }
 CHECKPOINTS = (10, 20, 40, 60, 80, 100, 150, 200)
@@ -340,7 +342,7 @@ def summary_line(results: dict[str, dict[str, Any]], noise: Noise, seeds: int,
     r = diff_at(results, "lstm", "random", a)
     p = diff_at(results, "lstm", "tpe", a)
     t = diff_at(results, "tpe", "tpe-startup", b)
-    learns = "yes" if u[0] >= 2 * u[1] else "no"  # NaN (missing variant) says no
+    learns = "yes" if u[0] > 0 and u[0] >= 2 * u[1] else "no"  # NaN (missing) says no
     return (f"lstm_minus_untrained_at{a}={u[0]:.4f} lstm_minus_random_at{a}={r[0]:.4f} "
             f"lstm_minus_tpe_at{a}={p[0]:.4f} tpe_minus_random_startup_at{b}={t[0]:.4f} "
             f"noise_sd={noise.overall:.4f} seeds={seeds} se_untrained={u[1]:.4f} "
@@ -349,8 +351,9 @@ def summary_line(results: dict[str, dict[str, Any]], noise: Noise, seeds: int,
 
 
 # the comparisons the headline block prints: (a, b) = "a minus b"
-HEADLINE = (("lstm", "lstm-lr0"), ("lstm", "random"), ("lstm", "tpe"),
-            ("lstm-lr0", "random"), ("tpe", "random"), ("tpe", "tpe-startup"))
+HEADLINE = (("lstm", "lstm-lr0"), ("lstm-direct", "lstm-lr0"), ("lstm", "lstm-direct"),
+            ("lstm", "random"), ("lstm", "tpe"), ("lstm-lr0", "random"), ("tpe", "random"),
+            ("tpe", "tpe-startup"))
 
 
 def report(results: dict[str, dict[str, Any]], trials: int) -> list[str]:
@@ -390,7 +393,7 @@ def report(results: dict[str, dict[str, Any]], trials: int) -> list[str]:
         for tab in ("real", "shuffled"):
             for t in ats:
                 m, se, p = diff_at(results, x, y, t, tab)
-                star = "*" if abs(m) >= 2 * se else " "
+                star = "*" if m != 0 and abs(m) >= 2 * se else " "
                 cells.append(f"@{t} {m:+.4f}±{se:.4f}{star}({p:.2f})")
         lines.append(f"{x + ' - ' + y:<24}" + "  ".join(cells[:len(ats)]) + " | "
                      + "  ".join(cells[len(ats):]))
@@ -533,6 +536,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       else "bench_controllers.png")
     plot(results, table, png, f"{label}, noise replayed\n{space.name}, {args.seeds} seeds")
     print(f"# plot: {png}")
+    curves = args.out / "curves.npz"  # per seed, per trial: for any further analysis
+    np.savez_compressed(curves, **{f"{n}__{tab}": r[tab] for n, r in results.items()
+                                   for tab in ("real", "shuffled") if r[tab] is not None})
+    print(f"# curves (seeds x trials per controller and table): {curves}")
     print(summary_line(results, noise, args.seeds, args.trials))
     return 0
 

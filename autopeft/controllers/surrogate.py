@@ -145,7 +145,7 @@ SD_FLOOR = 1e-6
 def log_ei(mean: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
     """log of sd * h(z), h(z) = phi(z) + z Phi(z), z = (mean - best) / sd: the log expected
     improvement of a Gaussian over `best`, computed without underflow where z is very
-    negative (there h(z) ~ phi(z) / z^2, so log h ~ -z^2/2 - log sqrt(2 pi) - 2 log|z|)."""
+    negative (there h(z) ~ phi(z) / z^2 (1 - 3/z^2 + 15/z^4), within 0.3 % below z = -6)."""
     sd = np.maximum(np.asarray(sd, dtype=float), SD_FLOOR)
     z = (np.asarray(mean, dtype=float) - best) / sd
     out = np.empty_like(z)
@@ -155,7 +155,8 @@ def log_ei(mean: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
     pdf = np.exp(-0.5 * zn * zn - _LOG_SQRT_2PI)
     out[~far] = np.log(np.maximum(pdf + zn * cdf, 1e-300))
     zf = z[far]
-    out[far] = -0.5 * zf * zf - _LOG_SQRT_2PI - 2.0 * np.log(-zf) + np.log1p(-3.0 / (zf * zf))
+    z2 = zf * zf
+    out[far] = -0.5 * z2 - _LOG_SQRT_2PI - 2.0 * np.log(-zf) + np.log1p(-3.0 / z2 + 15.0 / z2**2)
     return np.log(sd) + out
 
 
