@@ -291,15 +291,15 @@ def replay(table: Table, controller: Any, seed: int, trials: int, noise: Noise,
 
 def run(table: Table, variants: Sequence[str], seeds: int, trials: int, noise: Noise,
         extra: dict[str, Any] | None = None, shuffle: bool = True, draw: bool = False,
-        recipes: bool = False) -> dict[str, dict[str, Any]]:
+        recipes: bool = False, first_seed: int = 0) -> dict[str, dict[str, Any]]:
     """Per variant: curves (seeds x trials) on the real and (unless not `shuffle`) the
-    shuffled table."""
+    shuffled table, for seeds first_seed .. first_seed + seeds - 1."""
     extra = extra or {}
     results = {}
     for name in variants:
         t0 = time.monotonic()
         real, shuf, dists = [], [], []
-        for s in range(seeds):
+        for s in range(first_seed, first_seed + seeds):
             ctrl = make(name, table.space, s, trials, extra, recipes)
             c, d = replay(table, ctrl, s, trials, noise, draw=draw)
             real.append(c)
@@ -468,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "table, <table>_space.yaml; default.yaml for --synthetic)")
     ap.add_argument("--num-layers", type=int, default=6)
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds are first-seed .. first-seed + seeds - 1 (a fresh range "
+                         "replicates a result on seeds no setting was chosen on)")
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--controllers", default=",".join(VARIANTS),
                     help="variants to run (names of VARIANTS or of --variant)")
@@ -517,12 +520,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     draw = args.noise == "draw" or (args.noise == "auto" and table.repeats)
     repeated = sum(len(m) >= 2 for m in table.measured)
     results = run(table, variants, args.seeds, args.trials, noise, extra,
-                  shuffle=not args.no_shuffled, draw=draw, recipes=args.recipes)
+                  shuffle=not args.no_shuffled, draw=draw, recipes=args.recipes,
+                  first_seed=args.first_seed)
 
     label = "SYNTHETIC table (autopeft.testing.fakes) - not a result" if table.synthetic \
         else f"table {args.table.name}"
     print(f"# {label}: {len(rows)} rows, {len(table)} measured configurations, best value "
-          f"{table.best:.4f}; space {space.name}; {args.seeds} seeds; {args.trials} trials")
+          f"{table.best:.4f}; space {space.name}; {args.seeds} seeds (from "
+          f"{args.first_seed}); {args.trials} trials")
     print(f"# noise sd by configuration value: {noise.describe()}")
     print("# replayed evaluation: " + (
         f"one of the configuration's measured rows, drawn ({repeated} configurations have "
@@ -546,4 +551,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("autopeft").setLevel(logging.WARNING)  # not every recipe of every replay
     raise SystemExit(main())

@@ -1,8 +1,9 @@
 """A Gaussian-process reward model over a space's discrete codes (numpy only).
 
 The LSTM controller's model-based learner (autopeft/controllers/lstm.py) fits this to the
-trials told so far and trains its policy against it: scoring a few thousand imagined
-rollouts costs milliseconds, where a real trial costs a training run.
+trials told so far and trains its policy against it: each imagined rollout is scored by
+its log expected improvement over the incumbent (`log_expected_improvement`), and scoring
+a few thousand of them costs milliseconds, where a real trial costs a training run.
 
 Input: `space.encode` codes, one option index per decision, -1 when inactive. Each code
 becomes a binary feature vector whose weighted L1 (Hamming) distance is the distance
@@ -74,7 +75,8 @@ class CodeEncoder:
             if is_range:
                 on = c >= 0
                 out[on, off] = 1.0
-                out[:, off + 1:off + k] = (np.arange(k - 1)[None, :] < c[:, None]) & on[:, None]
+                levels = np.arange(k - 1)[None, :] < c[:, None]  # the first c bits
+                out[:, off + 1:off + k] = levels & on[:, None]
             else:
                 out[rows, off + np.where(c >= 0, c, k)] = 1.0
         return out
@@ -90,7 +92,7 @@ class CodeGP:
 
     def __init__(self, sizes: Sequence[int], ranges: Sequence[bool]) -> None:
         self.encoder = CodeEncoder(sizes, ranges)
-        self.length_scale = self.noise_share = self.signal = math.nan
+        self.length_scale = self.noise_share = self.signal = self.incumbent = math.nan
         self._x = np.zeros((0, len(self.encoder.weights)))
         self._alpha = np.zeros(0)
         self._chol: Any = None
@@ -131,6 +133,7 @@ class CodeGP:
         return log_ei(mean, sd, self.incumbent)
 
     def predict_features(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """predict() for rows already encoded as features."""
         k = np.exp(-self.encoder.distance(q, self._x) / self.length_scale)  # m x n
         mean = k @ self._alpha
         v = np.linalg.solve(self._chol, k.T)  # triangular solve: L v = k^T
@@ -156,7 +159,8 @@ def log_ei(mean: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
     out[~far] = np.log(np.maximum(pdf + zn * cdf, 1e-300))
     zf = z[far]
     z2 = zf * zf
-    out[far] = -0.5 * z2 - _LOG_SQRT_2PI - 2.0 * np.log(-zf) + np.log1p(-3.0 / z2 + 15.0 / z2**2)
+    out[far] = (-0.5 * z2 - _LOG_SQRT_2PI - 2.0 * np.log(-zf)
+                + np.log1p(-3.0 / z2 + 15.0 / z2**2))
     return np.log(sd) + out
 
 
