@@ -124,8 +124,9 @@ def test_model_learner_beats_its_control_on_an_analytic_objective(space):
         out = []
         for seed in range(4):
             driver = objective_driver(objective)
-            driver.run(make_controller("lstm", space, seed, learning_rate=lr, **FAST), 48)
-            driver.drain
+            ctrl = make_controller("lstm", space, seed, learning_rate=lr, **FAST)
+            driver.run(ctrl, 48)
+            driver.drain(ctrl)
             out.append(max(r.reward for r in driver.records if r.reward is not None))
         return float(np.mean(out))
     assert best(0.03) > best(0.0) + 0.01
