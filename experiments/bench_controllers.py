@@ -2,6 +2,7 @@
 
     python experiments/bench_controllers.py                       # the real table
     python experiments/bench_controllers.py --synthetic 400       # a made-up table (tests)
+    python experiments/bench_controllers.py --table experiments/data/trials_repeats.csv
 
 The table (CSV, default experiments/data/trials_default.csv) has one row per measured
 trial on one space:
@@ -20,10 +21,22 @@ Noise. One measurement is not the value of a configuration: retraining changes t
 `estimate_noise` pools the residuals of the rows within each configuration after a
 least-squares fit on the log of their range values (the rows of one configuration differ
 in their exact learning rate, and that trend is not noise; exact repeats, from
-`make_table.py --repeats`, enter with no trend to remove). The sd is estimated per band of
-configuration value, because a run stuck at chance varies less than one half-way there.
-Each replayed evaluation is the configuration's value plus Gaussian noise of its band's sd,
-drawn from a generator seeded by the replay seed.
+`make_table.py --collect --repeats`, enter with no trend to remove). The sd is estimated
+per band of configuration value, because a run stuck at chance varies less than one
+half-way there. A replayed evaluation (`--noise`):
+- gaussian (a table of single measurements, such as trials_default.csv): the
+  configuration's value plus Gaussian noise of its band's sd;
+- draw (the default for a table of repeats, such as make_table.py --collect writes): one
+  of the configuration's own measured rows, picked at random, so the noise is the measured
+  one, failures included; a configuration with a single row falls back to gaussian.
+Draws come from a generator seeded by the replay seed.
+
+The space. A table is replayed on the space it was measured on: by default the file
+beside it, <table stem>_space.yaml (make_table.py --collect writes it), else --space.
+
+Recipes. With --recipes every replay begins as a default study does: the standard recipes
+the space can express (autopeft.controllers.recipes) are proposed first, counted in the
+budget and told to the controller.
 
 Score. What a user keeps is the configuration with the best OBSERVED reward; the curves
 are its TRUE value (the table mean), so a controller gains nothing from one lucky draw.
@@ -37,11 +50,15 @@ to learn there, so a "win" over random on it does not come from learning the tab
 PBT is replayed without its weight inheritance (each trial scores as a fresh training of
 its config): a table cannot hold chains of warm-started runs, so this does not judge PBT.
 
-Output: for each controller the median [inter-quartile range] over seeds at checkpoints;
-mean difference to random (paired by seed, ± standard error) with P(beats random) (ties
-count half) on the real and the shuffled table; a PNG; and as the last line
-    lstm_minus_untrained_at100=<x> lstm_minus_random_at100=<y>
-    tpe_minus_random_startup_at60=<z> noise_sd=<s> seeds=<n> (and the standard errors)
+Output: for each controller the median [inter-quartile range] over seeds at checkpoints,
+and mean ± standard error at 20/60/100 trials; the headline differences (LSTM minus its
+untrained control, minus random, minus TPE; TPE minus its random startup), paired by
+seed, ± standard error, with P(a beats b) (ties count half) and a '*' where the difference
+is at least 2 standard errors, on the real and the shuffled table; a PNG; and as the last
+line
+    lstm_minus_untrained_at100=<x> lstm_minus_random_at100=<y> lstm_minus_tpe_at100=<z>
+    tpe_minus_random_startup_at60=<w> noise_sd=<s> seeds=<n> se_...=<standard errors>
+    lstm_learns=<yes if x >= 2 se_untrained, else no>
 """
 from __future__ import annotations
 
@@ -71,6 +88,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe-startup": ("tpe", {"n_startup_trials": None}),
     "lstm": ("lstm", {}),
     "lstm-lr0": ("lstm", {"learning_rate": 0.0}),
+    # the LSTM's rule before the reward model: policy gradient on the trials themselves
+    "lstm-direct": ("lstm", {"learner": "direct"}),
     "pbt": ("pbt", {}),
 }
 CHECKPOINTS = (10, 20, 40, 60, 80, 100, 150, 200)
@@ -103,6 +122,10 @@ class Table:
                                for g in self.groups])
         self.synthetic = any(str(r.get("source", "")) == "synthetic"
                              for g in self.groups for r in g)
+        # rows measured as exact repeats (make_table.py --collect): their spread IS the noise
+        self.repeats = any(str(r.get("repeat", "")).strip() != "" for g in self.groups
+                           for r in g)
+        self.measured = [np.array([_mean([r.get("reward")]) for r in g]) for g in self.groups]
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -198,15 +221,21 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
+def shuffled_index(values: np.ndarray, seed: int) -> np.ndarray:
+    """A permutation of the configurations that moves only the measured (finite) ones."""
+    idx = np.arange(len(values))
+    ok = np.flatnonzero(np.isfinite(values))
+    idx[ok] = np.random.default_rng([seed, 11]).permutation(ok)
+    return idx
+
+
 def shuffled(values: np.ndarray, seed: int) -> np.ndarray:
     """The values of the measured (finite) configurations permuted among themselves."""
-    out = values.copy()
-    ok = np.flatnonzero(np.isfinite(values))
-    out[ok] = values[np.random.default_rng([seed, 11]).permutation(ok)]
-    return out
+    return values[shuffled_index(values, seed)]
 
 
-def make(variant: str, space: Any, seed: int, trials: int, extra: dict[str, Any]) -> Any:
+def make(variant: str, space: Any, seed: int, trials: int, extra: dict[str, Any],
+         recipes: bool = False) -> Any:
     preset, settings = {**VARIANTS, **extra}[variant]
     settings = dict(settings)
     if settings.get("n_startup_trials", 0) is None:
@@ -214,16 +243,19 @@ def make(variant: str, space: Any, seed: int, trials: int, extra: dict[str, Any]
     if preset == "pbt":  # enough rounds to spend the whole budget
         pop = make_controller("pbt", space, 0).settings["population_size"]
         settings["rounds"] = math.ceil(trials / pop)
-    return make_controller(preset, space, seed, **settings)
+    return make_controller(preset, space, seed, recipes=recipes, **settings)
 
 
 def replay(table: Table, controller: Any, seed: int, trials: int, noise: Noise,
-           values: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+           perm: np.ndarray | None = None, draw: bool = False) -> tuple[np.ndarray, float]:
     """True value of the best-observed configuration after 1..trials trials (NaN before
     the first success), and the mean Hamming distance of proposals to their rows.
-    `values`: the configuration values to replay (default the table's; the shuffled
-    control passes a permutation). Noise comes from a generator seeded by `seed`."""
-    values = table.rewards if values is None else values
+    `perm`: configuration i plays configuration perm[i] (the shuffled control passes a
+    permutation; default the identity). An evaluation draws one of the configuration's
+    measured rows when `draw` and it has two or more (a repeats table), else its value
+    plus Gaussian noise of its band; draws come from a generator seeded by `seed`."""
+    perm = np.arange(len(table)) if perm is None else perm
+    values = table.rewards[perm]
     rng = np.random.default_rng([seed, 7])
     rows: dict[int, int] = {}
     distances: list[int] = []
@@ -235,6 +267,10 @@ def replay(table: Table, controller: Any, seed: int, trials: int, noise: Noise,
         cost = Cost(trainable_params=0, base_params=1, params_ratio=float(table.params[row]),
                     base_flops_per_token=1.0, extra_flops_per_token=0.0,
                     flops_ratio=float(table.flops[row]), flops_ratio_merged=0.0)
+        measured = table.measured[perm[row]]
+        if draw and len(measured) >= 2:
+            x = float(measured[int(rng.integers(len(measured)))])
+            return (x if math.isfinite(x) else None), cost
         v = float(values[row])
         if not math.isfinite(v):
             return None, cost
@@ -254,22 +290,24 @@ def replay(table: Table, controller: Any, seed: int, trials: int, noise: Noise,
 
 
 def run(table: Table, variants: Sequence[str], seeds: int, trials: int, noise: Noise,
-        extra: dict[str, Any] | None = None, shuffle: bool = True
-        ) -> dict[str, dict[str, Any]]:
+        extra: dict[str, Any] | None = None, shuffle: bool = True, draw: bool = False,
+        recipes: bool = False, first_seed: int = 0) -> dict[str, dict[str, Any]]:
     """Per variant: curves (seeds x trials) on the real and (unless not `shuffle`) the
-    shuffled table."""
+    shuffled table, for seeds first_seed .. first_seed + seeds - 1."""
     extra = extra or {}
     results = {}
     for name in variants:
         t0 = time.monotonic()
         real, shuf, dists = [], [], []
-        for s in range(seeds):
-            c, d = replay(table, make(name, table.space, s, trials, extra), s, trials, noise)
+        for s in range(first_seed, first_seed + seeds):
+            ctrl = make(name, table.space, s, trials, extra, recipes)
+            c, d = replay(table, ctrl, s, trials, noise, draw=draw)
             real.append(c)
             dists.append(d)
             if shuffle:
-                shuf.append(replay(table, make(name, table.space, s, trials, extra), s,
-                                   trials, noise, shuffled(table.rewards, s))[0])
+                ctrl = make(name, table.space, s, trials, extra, recipes)
+                shuf.append(replay(table, ctrl, s, trials, noise,
+                                   shuffled_index(table.rewards, s), draw)[0])
         results[name] = {"real": np.vstack(real),
                          "shuffled": np.vstack(shuf) if shuf else None,
                          "distance": float(np.mean(dists)),
@@ -296,20 +334,33 @@ def diff_at(results: dict[str, dict[str, Any]], a: str, b: str, t: int,
 
 def summary_line(results: dict[str, dict[str, Any]], noise: Noise, seeds: int,
                  trials: int) -> str:
-    """The headline; a run shorter than 100 (60) trials reports at its last trial."""
+    """The headline; a run shorter than 100 (60) trials reports at its last trial.
+    lstm_learns=yes when the LSTM beats its untrained control by at least 2 standard
+    errors (paired by seed)."""
     a, b = min(100, trials), min(60, trials)
     u = diff_at(results, "lstm", "lstm-lr0", a)
     r = diff_at(results, "lstm", "random", a)
+    p = diff_at(results, "lstm", "tpe", a)
     t = diff_at(results, "tpe", "tpe-startup", b)
+    learns = "yes" if u[0] > 0 and u[0] >= 2 * u[1] else "no"  # NaN (missing) says no
     return (f"lstm_minus_untrained_at{a}={u[0]:.4f} lstm_minus_random_at{a}={r[0]:.4f} "
-            f"tpe_minus_random_startup_at{b}={t[0]:.4f} noise_sd={noise.overall:.4f} "
-            f"seeds={seeds} se_untrained={u[1]:.4f} se_random={r[1]:.4f} se_tpe={t[1]:.4f}")
+            f"lstm_minus_tpe_at{a}={p[0]:.4f} tpe_minus_random_startup_at{b}={t[0]:.4f} "
+            f"noise_sd={noise.overall:.4f} seeds={seeds} se_untrained={u[1]:.4f} "
+            f"se_random={r[1]:.4f} se_lstm_tpe={p[1]:.4f} se_tpe={t[1]:.4f} "
+            f"lstm_learns={learns}")
+
+
+# the comparisons the headline block prints: (a, b) = "a minus b"
+HEADLINE = (("lstm", "lstm-lr0"), ("lstm-direct", "lstm-lr0"), ("lstm", "lstm-direct"),
+            ("lstm", "random"), ("lstm", "tpe"), ("lstm-lr0", "random"), ("tpe", "random"),
+            ("tpe", "tpe-startup"))
 
 
 def report(results: dict[str, dict[str, Any]], trials: int) -> list[str]:
     cps = [t for t in CHECKPOINTS if t <= trials]
+    ats = [t for t in COMPARE_AT if t <= trials] or [trials]
     lines = ["true value of the best-observed configuration: median [q25, q75] over seeds",
-             f"{'controller':<13}" + "".join(f"{'@' + str(t):>22}" for t in cps)
+             f"{'controller':<14}" + "".join(f"{'@' + str(t):>22}" for t in cps)
              + f"{'mean dist':>10}{'sec':>7}"]
     for name, r in results.items():
         cells = []
@@ -317,9 +368,35 @@ def report(results: dict[str, dict[str, Any]], trials: int) -> list[str]:
             col = r["real"][:, t - 1]
             q25, q50, q75 = np.nanpercentile(col, [25, 50, 75])
             cells.append(f"{q50:.4f} [{q25:.3f},{q75:.3f}]")
-        lines.append(f"{name:<13}" + "".join(f"{c:>22}" for c in cells)
+        lines.append(f"{name:<14}" + "".join(f"{c:>22}" for c in cells)
                      + f"{r['distance']:>10.2f}{r['seconds']:>7.1f}")
-    ats = [t for t in COMPARE_AT if t <= trials] or [trials]
+    lines.append("the same: mean ± standard error over seeds   real table | shuffled table")
+    for name, r in results.items():
+        cells = []
+        for tab in ("real", "shuffled"):
+            for t in ats:
+                if r[tab] is None:
+                    cells.append(f"@{t} -")
+                    continue
+                col = r[tab][:, t - 1]
+                se = np.nanstd(col, ddof=1) / math.sqrt(len(col)) if len(col) > 1 \
+                    else math.nan
+                cells.append(f"@{t} {np.nanmean(col):.4f}±{se:.4f}")
+        lines.append(f"{name:<14}" + "  ".join(cells[:len(ats)]) + " | "
+                     + "  ".join(cells[len(ats):]))
+    lines.append("headline, paired by seed: a minus b, mean ± se (P(a beats b)), "
+                 "'*' where |mean| >= 2 se   real table | shuffled table")
+    for x, y in HEADLINE:
+        if x not in results or y not in results:
+            continue
+        cells = []
+        for tab in ("real", "shuffled"):
+            for t in ats:
+                m, se, p = diff_at(results, x, y, t, tab)
+                star = "*" if m != 0 and abs(m) >= 2 * se else " "
+                cells.append(f"@{t} {m:+.4f}±{se:.4f}{star}({p:.2f})")
+        lines.append(f"{x + ' - ' + y:<24}" + "  ".join(cells[:len(ats)]) + " | "
+                     + "  ".join(cells[len(ats):]))
     for against in ("random", "lstm-lr0"):
         if against not in results:
             continue
@@ -334,7 +411,7 @@ def report(results: dict[str, dict[str, Any]], trials: int) -> list[str]:
                     m, se, p = diff_at(results, name, against, t, tab)
                     cells.append(f"@{t} {m:+.4f}±{se:.4f} ({p:.2f})")
             half = len(ats)
-            lines.append(f"{name:<13}" + "  ".join(cells[:half]) + " | "
+            lines.append(f"{name:<14}" + "  ".join(cells[:half]) + " | "
                          + "  ".join(cells[half:]))
     return lines
 
@@ -386,10 +463,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     ap.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="ignore --table; replay on N made-up rows (autopeft.testing.fakes)")
-    ap.add_argument("--space", default=str(HERE / "data" / "trials_default_space.yaml"),
-                    help="the space the table was measured on (default: its own copy)")
+    ap.add_argument("--space", default=None,
+                    help="the space the table was measured on (default: the copy beside the "
+                         "table, <table>_space.yaml; default.yaml for --synthetic)")
     ap.add_argument("--num-layers", type=int, default=6)
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds are first-seed .. first-seed + seeds - 1 (a fresh range "
+                         "replicates a result on seeds no setting was chosen on)")
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--controllers", default=",".join(VARIANTS),
                     help="variants to run (names of VARIANTS or of --variant)")
@@ -399,17 +480,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="one noise sd for every configuration (default: estimated)")
     ap.add_argument("--no-shuffled", action="store_true",
                     help="skip the shuffled-table control (half the time; dev runs only)")
+    ap.add_argument("--noise", choices=("auto", "draw", "gaussian"), default="auto",
+                    help="draw: an evaluation is one of the configuration's measured "
+                         "repeats; gaussian: its mean plus the band's noise; auto: draw "
+                         "when the table has repeats (make_table.py --collect)")
+    ap.add_argument("--recipes", action="store_true",
+                    help="begin every replay with the standard recipes the space can "
+                         "express, told to the controller (as a default study does)")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "bench_controllers")
     args = ap.parse_args(argv)
 
-    space = load_space(args.space).bind(num_layers=args.num_layers)
-    if args.synthetic:
-        rows = synthetic_table(space, args.synthetic, seed=0)
-        write_csv(args.out / "synthetic_table.csv", rows)
-    elif not args.table.is_file():
+    if not args.synthetic and not args.table.is_file():
         print(f"no table at {args.table}; produce it with real trials first, or pass "
               f"--synthetic N to check the harness", file=sys.stderr)
         return 2
+    space_path = args.space or ("default.yaml" if args.synthetic else
+                                str(args.table.with_name(args.table.stem + "_space.yaml")))
+    if args.space is None and not args.synthetic and not Path(space_path).is_file():
+        print(f"no space file beside the table ({space_path}): pass --space with the space "
+              f"the table was measured on", file=sys.stderr)
+        return 2
+    space = load_space(space_path).bind(num_layers=args.num_layers)
+    if args.synthetic:
+        rows = synthetic_table(space, args.synthetic, seed=0)
+        write_csv(args.out / "synthetic_table.csv", rows)
     else:
         rows = read_csv(args.table)
     table = Table(space, rows)
@@ -423,14 +517,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown controller variant(s) {unknown}: use {sorted(VARIANTS)} or define "
               f"one with --variant NAME=PRESET:key=value", file=sys.stderr)
         return 2
+    draw = args.noise == "draw" or (args.noise == "auto" and table.repeats)
+    repeated = sum(len(m) >= 2 for m in table.measured)
     results = run(table, variants, args.seeds, args.trials, noise, extra,
-                  shuffle=not args.no_shuffled)
+                  shuffle=not args.no_shuffled, draw=draw, recipes=args.recipes,
+                  first_seed=args.first_seed)
 
     label = "SYNTHETIC table (autopeft.testing.fakes) - not a result" if table.synthetic \
         else f"table {args.table.name}"
     print(f"# {label}: {len(rows)} rows, {len(table)} measured configurations, best value "
-          f"{table.best:.4f}; space {space.name}; {args.seeds} seeds; {args.trials} trials")
+          f"{table.best:.4f}; space {space.name}; {args.seeds} seeds (from "
+          f"{args.first_seed}); {args.trials} trials")
     print(f"# noise sd by configuration value: {noise.describe()}")
+    print("# replayed evaluation: " + (
+        f"one of the configuration's measured rows, drawn ({repeated} configurations have "
+        f"2 or more; the others: mean + Gaussian noise of the band)" if draw else
+        "configuration mean + Gaussian noise of its band")
+        + ("; standard recipes first" if args.recipes else ""))
     for name in variants:
         print(f"# {name}: {({**VARIANTS, **extra})[name]}")
     print("\n".join(report(results, args.trials)))
@@ -438,10 +541,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                       else "bench_controllers.png")
     plot(results, table, png, f"{label}, noise replayed\n{space.name}, {args.seeds} seeds")
     print(f"# plot: {png}")
+    curves = args.out / "curves.npz"  # per seed, per trial: for any further analysis
+    np.savez_compressed(curves, **{f"{n}__{tab}": r[tab] for n, r in results.items()
+                                   for tab in ("real", "shuffled") if r[tab] is not None})
+    print(f"# curves (seeds x trials per controller and table): {curves}")
     print(summary_line(results, noise, args.seeds, args.trials))
     return 0
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("autopeft").setLevel(logging.WARNING)  # not every recipe of every replay
     raise SystemExit(main())

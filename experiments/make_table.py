@@ -19,12 +19,18 @@ noise is measured, not inferred:
 
     python experiments/make_table.py --collect --space default.yaml \\
         --experiment default.yaml --repeats 2 --out experiments/data/trials_repeats.csv
+    python experiments/bench_controllers.py --table experiments/data/trials_repeats.csv
 
-The grid is every combination of `decision.options()` (a range at its `levels`), in a
-seeded shuffled order, so a partial run covers the space evenly. Each trial is appended
-and flushed as it ends, and a rerun skips the (configuration, repeat) pairs already in the
-file: stop it at any time and run the same command to continue. default.yaml has 305
-configurations: 610 trials at --repeats 2, i.e. hours of CPU (use --limit to cap a run).
+The grid is every combination of `decision.options()` (a range at its `levels`; in
+default.yaml each module type's own learning-rate range, at 4 levels), in a seeded
+shuffled order, so a partial run covers the space evenly. Each trial is appended and
+flushed as it ends, and a rerun skips the (configuration, repeat) pairs already in the
+file: stop it at any time and run the same command to continue. The space file is copied
+beside the table (<out stem>_space.yaml), which is where bench_controllers.py looks for
+it; a rerun against a different space is refused. `--dry-run` prints the grid size, the
+trials still to run and their estimated CPU time, and writes nothing. The current
+default.yaml has 244 configurations: 488 trials at --repeats 2, about 2.4 h at ~18 s per
+default proxy trial on one core (use --limit to cap a run).
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+TRIAL_SECONDS = 18.0  # one default proxy trial (experiments/default.yaml) on one core, here
 COLUMNS = ("number", "state", "key", "assignment", "reward", "metric", "params_ratio",
            "flops_ratio", "feasible", "train_seconds", "summary", "source", "repeat", "seed")
 
@@ -116,13 +123,16 @@ def collect(args: argparse.Namespace, evaluator: Any = None) -> int:
     from autopeft.exceptions import TrialFailedError
     from autopeft.models import model_info
     from autopeft.records import EvalRequest
+    from autopeft.resources import resolve
     from autopeft.reward import score as reward_score
     from autopeft.space import load_space
+    from autopeft.exceptions import SpaceError
 
     experiment = load_experiment(args.experiment)
     exp = experiment.to_dict()
     info = model_info(experiment.model)
-    space = load_space(args.space).bind(num_layers=info.num_layers,
+    space_path = resolve(args.space, "search_spaces", error=SpaceError)
+    space = load_space(space_path).bind(num_layers=info.num_layers,
                                         hidden_size=info.hidden_size)
     configs = list(grid(space))
     order = np.random.default_rng(args.seed).permutation(len(configs))
@@ -134,10 +144,23 @@ def collect(args: argparse.Namespace, evaluator: Any = None) -> int:
     todo.sort(key=lambda t: t[0])  # every configuration once before any twice
     todo = [(r, i) for r, i in todo
             if (space.to_candidate(configs[i]).key(), str(r)) not in done][:args.limit]
-    print(f"{len(configs)} configurations x {args.repeats} repeats: {len(done)} rows in "
-          f"{args.out}, {len(todo)} to measure now", file=sys.stderr)
+    hours = len(todo) * TRIAL_SECONDS / 3600
+    print(f"{space.name}: {len(configs)} configurations x {args.repeats} repeats = "
+          f"{len(configs) * args.repeats} trials; {len(done)} rows in {args.out}, "
+          f"{len(todo)} to measure now (~{hours:.1f} h at ~{TRIAL_SECONDS:.0f} s per "
+          f"default proxy trial on one core)", file=sys.stderr)
+    if args.dry_run:
+        return 0
+    space_copy = args.out.with_name(args.out.stem + "_space.yaml")
+    text = space_path.read_text(encoding="utf-8")
+    if space_copy.is_file() and space_copy.read_text(encoding="utf-8") != text:
+        print(f"{space_copy} holds another space than {space_path}: this table was measured "
+              f"on that one; write to another --out, or remove both files to start over",
+              file=sys.stderr)
+        return 2
     evaluator = evaluator or make_evaluator(exp)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    space_copy.write_text(text, encoding="utf-8")
     new = not args.out.is_file() or args.out.stat().st_size == 0
     with args.out.open("a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
@@ -175,6 +198,9 @@ def main(argv: list[str] | None = None, evaluator: Any = None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="collect: trials per configuration")
     ap.add_argument("--limit", type=int, default=None, help="collect: at most N trials now")
     ap.add_argument("--seed", type=int, default=0, help="collect: grid order and trial seeds")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="collect: print the grid size, trials to run and estimated time; "
+                         "write nothing")
     args = ap.parse_args(argv)
     if args.collect:
         if args.repeats < 1:

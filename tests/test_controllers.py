@@ -1,5 +1,6 @@
 """Controller behaviour beyond the shared contract: presets, resume rules, TPE, the
-multi-objective front and the LSTM policy. PBT has its own file (test_controllers_pbt.py)."""
+multi-objective front. The LSTM (test_controllers_lstm.py) and PBT
+(test_controllers_pbt.py) have their own files."""
 from __future__ import annotations
 
 import json
@@ -226,78 +227,6 @@ def test_multi_objective_directions(space):
     ctrl.ask()
     assert [d.name for d in ctrl._get_study().directions] == [
         "MAXIMIZE", "MINIMIZE", "MINIMIZE"]
-
-
-# -- LSTM -------------------------------------------------------------------------------
-
-def _scripted(ctrl, reward_of_assignment, batches, space):
-    cost = AnalyticObjective(space).cost({"module": "bitfit", "bitfit.hp.learning_rate": 1e-2})
-    number = 0
-    for _ in range(batches):
-        asked = []
-        while True:
-            p = ctrl.ask()
-            if p == "wait":
-                break
-            asked.append(p)
-        assert len(asked) == ctrl.settings["batch_size"]
-        for p in asked:
-            ctrl.tell(make_record(number, p, reward_of_assignment(p.assignment), cost))
-            number += 1
-
-
-def test_lstm_waits_for_its_batch_then_updates(space):
-    ctrl = make_controller("lstm", space, 0, batch_size=3)
-    ps = [ctrl.ask() for _ in range(3)]
-    assert all(isinstance(p, Proposal) for p in ps) and ctrl.ask() == "wait"
-    cost = AnalyticObjective(space).cost(ps[0].assignment)
-    for i, p in enumerate(ps[:2]):
-        ctrl.tell(make_record(i, p, 0.5, cost))
-    assert ctrl.ask() == "wait" and ctrl.updates == 0
-    ctrl.tell(make_record(2, ps[2], None, None, state=TrialState.FAILED))
-    assert ctrl.updates == 1 and isinstance(ctrl.ask(), Proposal)
-
-
-def test_lstm_learns_the_rewarded_choice(space):
-    ctrl = make_controller("lstm", space, 1, batch_size=8, learning_rate=0.05)
-    module = next(d for d in space.decisions if d.name == "module")
-
-    def p_lora():
-        with __import__("torch").no_grad():
-            logps, _, _ = ctrl.policy.step(ctrl.policy.start(), 0)
-        return float(logps[0, list(module.options()).index("lora")].exp())
-
-    before = p_lora()
-    _scripted(ctrl, lambda a: 1.0 if a["module"] == "lora" else 0.0, 12, space)
-    assert p_lora() > max(0.5, 2 * before), (before, p_lora())
-
-
-def test_lstm_inactive_decisions_get_no_gradient(space):
-    """Rollouts that never activate lora.*: their head rows and position embeddings stay."""
-    ctrl = make_controller("lstm", space, 2, batch_size=4)
-    pol = ctrl.policy
-    idx = [i for i, d in enumerate(space.decisions) if d.name.startswith("lora.")]
-    rows = [r for i in idx for r in range(pol.offsets[i], pol.offsets[i] + pol.sizes[i])]
-    head, pos = pol.head.weight[rows].clone(), pol.positions.weight[idx].clone()
-    module_rows = pol.head.weight[:pol.sizes[0]].clone()
-    cost = AnalyticObjective(space).cost({"module": "bitfit", "bitfit.hp.learning_rate": 1e-2})
-    for n in range(4):  # told without being asked: counts toward the batch all the same
-        m = ["bitfit", "ia3"][n % 2]
-        a = {"module": m, f"{m}.hp.learning_rate": 1e-2}
-        ctrl.tell(make_record(n, Proposal(a), float(n), cost))
-    assert ctrl.updates == 1
-    assert pol.head.weight[rows].equal(head) and pol.positions.weight[idx].equal(pos)
-    assert not pol.head.weight[:pol.sizes[0]].equal(module_rows)  # the active ones moved
-
-
-def test_lstm_state_carries_weights_optimiser_and_generator(space):
-    ctrl = make_controller("lstm", space, 5, batch_size=2, advantage="baseline")
-    _scripted(ctrl, lambda a: float(a[f"{a['module']}.hp.learning_rate"] * 1000), 3, space)
-    own = json.loads(json.dumps(ctrl.state_dict()))["own"]
-    assert {"policy", "optimizer", "generator", "baseline", "told"} <= set(own)
-    assert own["optimizer"]["state"], "Adam moments must be saved"
-    assert isinstance(own["baseline"], float)
-    assert len(own["told"]) == 6, "replay needs every told trial after a resume"
 
 
 # -- edges ------------------------------------------------------------------------------

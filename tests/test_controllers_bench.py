@@ -59,13 +59,17 @@ def test_runs_on_a_synthetic_table_with_every_control(bench, tmp_path, capsys):
     assert out[0].startswith("# SYNTHETIC table")
     assert re.fullmatch(r"lstm_minus_untrained_at24=-?\d+\.\d{4} "
                         r"lstm_minus_random_at24=-?\d+\.\d{4} "
+                        r"lstm_minus_tpe_at24=-?\d+\.\d{4} "
                         r"tpe_minus_random_startup_at24=-?\d+\.\d{4} noise_sd=0\.0300 "
-                        r"seeds=2 se_untrained=\S+ se_random=\S+ se_tpe=\S+", out[-1]), out[-1]
+                        r"seeds=2 se_untrained=\S+ se_random=\S+ se_lstm_tpe=\S+ se_tpe=\S+ "
+                        r"lstm_learns=(yes|no)", out[-1]), out[-1]
     assert (tmp_path / "bench_controllers_synthetic.png").stat().st_size > 1000
     rows = [line.split()[0] for line in out if not line.startswith("#")]
     for name in ("random", "tpe", "tpe-startup", "lstm", "lstm-lr0", "pbt"):
         assert name in rows
     assert any("shuffled table" in line for line in out)
+    assert any(line.startswith("lstm - lstm-lr0") for line in out)
+    assert any(line.startswith("lstm - tpe") for line in out)
 
 
 def test_unknown_variant_is_refused(bench, tmp_path, capsys):
@@ -233,3 +237,58 @@ def test_collect_measures_repeats_and_resumes(tmp_path, monkeypatch, tiny):
     assert all(len(s) == 2 for s in by_key.values())
     assert [r["repeat"] for r in rows[:n]] == ["0"] * n  # every configuration once first
     assert mt.main(args, fake) == 0 and len(list(csv.DictReader(out.open()))) == 2 * n
+    # the space is kept beside the table, and a different space is refused
+    assert (tmp_path / "t_space.yaml").read_text() == tiny.read_text()
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.replace("levels: 3", "levels: 4"))
+    assert mt.main([*args[:2], str(other), *args[3:]], fake) == 2
+    assert len(list(csv.DictReader(out.open()))) == 2 * n
+
+
+def test_collect_dry_run_counts_and_writes_nothing(tmp_path, tiny, capsys):
+    mt = _load("make_table")
+    out = tmp_path / "t.csv"
+    assert mt.main(["--collect", "--space", str(tiny), "--repeats", "2", "--out", str(out),
+                    "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "15 configurations x 2 repeats = 30 trials" in err and "30 to measure" in err
+    assert not out.exists() and not (tmp_path / "t_space.yaml").exists()
+
+
+def test_a_repeats_table_replays_its_measured_rows(bench, space):
+    """draw: an evaluation is one of the configuration's own rows. Configuration A was
+    measured at 0.0 and 1.0 (mean 0.5), B twice at 0.6: drawing, A's 1.0 is soon the best
+    observation, so the kept configuration is A (true value 0.5); with noise-free Gaussian
+    evaluations it is B (0.6)."""
+    a, b = _distinct(space, 2, seed=4)
+    rows = [{**_row(a, 0.0), "repeat": "0"}, {**_row(a, 1.0), "repeat": "1"},
+            {**_row(b, 0.6), "repeat": "0"}, {**_row(b, 0.6), "repeat": "1"}]
+    table = bench.Table(space, rows)
+    assert table.repeats and [len(m) for m in table.measured] == [2, 2]
+    noise = bench.estimate_noise(table)  # from the repeats: only A's spread
+    assert noise.overall == pytest.approx(np.sqrt(0.5 / 2))  # (0.5^2 * 2) / 2 dof
+    ctrl = lambda: bench.make("random", space, 0, 30, {})  # noqa: E731
+    drawn = bench.replay(table, ctrl(), 1, 30, noise, draw=True)[0]
+    exact = bench.replay(table, ctrl(), 1, 30, bench.estimate_noise(table, 0.0))[0]
+    assert drawn[-1] == pytest.approx(0.5) and exact[-1] == pytest.approx(0.6)
+
+
+def test_the_space_beside_the_table_is_the_default(bench, tmp_path, capsys):
+    sp = load_space("lora_only.yaml").bind(num_layers=6)
+    table = tmp_path / "t.csv"
+    bench.write_csv(table, [{**_row(a, 0.5 + 0.01 * i), "repeat": ""}
+                            for i, a in enumerate(_distinct(sp, 12))])
+    args = ["--table", str(table), "--seeds", "1", "--trials", "6", "--no-shuffled",
+            "--controllers", "random", "--noise-sd", "0.01", "--out", str(tmp_path)]
+    assert bench.main(args) == 2
+    assert "t_space.yaml" in capsys.readouterr().err
+    (tmp_path / "t_space.yaml").write_text(
+        (ROOT / "search_spaces" / "lora_only.yaml").read_text())
+    assert bench.main(args) == 0
+    assert "12 measured configurations" in capsys.readouterr().out
+
+
+def test_recipes_first_is_wired(bench, space):
+    ctrl = bench.make("lstm", space, 0, 20, {}, recipes=True)
+    first = ctrl.ask()
+    assert first.meta.get("recipe"), first

@@ -24,12 +24,14 @@ CONTROLLERS = {
     "tpe": {"n_startup_trials": 6},
     "motpe": {"n_startup_trials": 6},
     "nsga2": {"population_size": 6},
-    "lstm": {"batch_size": 4, "hidden_size": 16},
+    "lstm": {"batch_size": 4, "hidden_size": 16, "rollouts": 16, "model_steps": 3},
+    "lstm-direct": {"batch_size": 4, "hidden_size": 16, "learner": "direct"},
     "pbt": {"population_size": 4, "rounds": 12},
     # the standard recipes first, then the inner controller (autopeft.controllers.recipes)
     "recipes+random": {"recipes": True},
     "recipes+tpe": {"n_startup_trials": 6, "recipes": True},
-    "recipes+lstm": {"batch_size": 4, "hidden_size": 16, "recipes": True},
+    "recipes+lstm": {"batch_size": 4, "hidden_size": 16, "rollouts": 16, "model_steps": 3,
+                     "recipes": True},
     "recipes+pbt": {"population_size": 4, "rounds": 12, "recipes": True},
 }
 SPACES = ["default.yaml", "lora_only.yaml", "autopeft_paper.yaml"]
@@ -42,7 +44,7 @@ def space(request):
 
 def factory_for(name):
     def factory(space, seed, **overrides):
-        return make_controller(name.split("+")[-1], space, seed,
+        return make_controller(name.split("+")[-1].split("-")[0], space, seed,
                                **{**CONTROLLERS[name], **overrides})
     return factory
 

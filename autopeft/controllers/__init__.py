@@ -5,7 +5,8 @@
     ctrl = make_controller("my_preset.yaml", bound_space, seed=0, max_trials=50)
 
 Shipped: random, tpe, motpe and nsga2 (Pareto search over metric, params_ratio,
-flops_ratio), lstm (REINFORCE policy), pbt (population based training with warm starts).
+flops_ratio), lstm (an LSTM policy trained against a reward model of the trials), pbt
+(population based training with warm starts).
 Importing this package loads numpy only; optuna and torch load with the controller that
 needs them. The resume rule is in autopeft.controllers.base.
 """
