@@ -45,7 +45,11 @@ import numpy as np
 
 TRIAL_SECONDS = 18.0  # one default proxy trial (experiments/default.yaml) on one core, here
 COLUMNS = ("number", "state", "key", "assignment", "reward", "metric", "params_ratio",
-           "flops_ratio", "feasible", "train_seconds", "summary", "source", "repeat", "seed")
+           "flops_ratio", "feasible", "train_seconds", "summary", "source", "repeat", "seed",
+           "intermediate", "cpu_seconds")
+# flops_ratio: as deployed (merging modules merged), what the reward counts;
+# intermediate: the trial's [[step, validation metric], ...] (a pruner can be replayed);
+# cpu_seconds: the trial's CPU time
 
 
 class _Branch(Exception):
@@ -83,10 +87,14 @@ def _row(number: int, state: str, cand: Any, assignment: Any, metrics: Any,
         "reward": f"{score.reward:.6f}" if ok else "",
         "metric": f"{metrics.metric:.6f}" if ok else "",
         "params_ratio": "" if metrics is None else f"{metrics.cost.params_ratio:.8f}",
-        "flops_ratio": "" if metrics is None else f"{metrics.cost.flops_ratio:.8f}",
+        "flops_ratio": "" if metrics is None else f"{metrics.cost.deployed_flops_ratio:.8f}",
         "feasible": "" if score is None else int(bool(score.feasible)),
         "train_seconds": "" if metrics is None else f"{metrics.train_seconds:.2f}",
-        "summary": cand.summary(), "source": "measured", **extra,
+        "summary": cand.summary(), "source": "measured",
+        "intermediate": "" if metrics is None else json.dumps(
+            [[int(s), round(float(v), 6)] for s, v in metrics.intermediate]),
+        "cpu_seconds": "" if metrics is None or metrics.extra.get("cpu_seconds") is None
+        else f"{metrics.extra['cpu_seconds']:.2f}", **extra,
     }
 
 
