@@ -515,9 +515,13 @@ def test_a_two_task_search_on_the_real_minilm_then_finalize_and_export(tmp_path,
     from autopeft.cli import main
 
     exp = load_experiment("multitask.yaml").to_dict()
-    # 60 steps shared by the two tasks: TREC-6 sees ~30 steps' worth (measured here, LoRA
-    # r=8 at 1e-2: TREC-6 0.733, SMS MCC 0.885; at 3e-3 and 40 steps TREC-6 stayed at 0.24)
-    exp["proxy"] = dict(exp["proxy"], train_examples=400, max_steps=60,
+    # The example's own proxy steps (150, shared by the two tasks) and learning rate (3e-3).
+    # Measured here, LoRA r=8 on q,v, seeds 0/1/2: TREC-6 0.800/0.787/0.327, SMS MCC
+    # 0.885/0.885/0.912.  Shorter, hotter runs are a coin flip on the seed and the CPU's
+    # arithmetic (60 steps at 1e-2: TREC-6 0.23-0.72 over seeds 0-3, both tasks stuck at
+    # their majority class on seed 2), so the test runs at seed 0 with this margin.
+    exp["seed"] = 0
+    exp["proxy"] = dict(exp["proxy"], train_examples=400, max_steps=150,
                         validation_examples=150, eval_every=30, rung_examples=None)
     exp["full"] = dict(exp["full"], train_examples=400, epochs=None, max_steps=40,
                        validation_examples=150, eval_every=20, patience=0)
@@ -526,7 +530,7 @@ def test_a_two_task_search_on_the_real_minilm_then_finalize_and_export(tmp_path,
     path.write_text(yaml.safe_dump(_file(exp)))
     space = tmp_path / "space.yaml"
     space.write_text("space: one\nmodules:\n  lora:\n    rank: [8]\n    targets: [[q, v]]\n"
-                     "hyperparameters:\n  learning_rate: [1.0e-2]\n")
+                     "hyperparameters:\n  learning_rate: [3.0e-3]\n")
     monkeypatch.chdir(tmp_path)
     assert main(["search", "--space", str(space), "--experiment", str(path), "--trials", "1",
                  "--study", "real", "--quiet", "--no-recipes", "--controller", "random"]) == 0
