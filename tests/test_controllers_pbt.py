@@ -238,3 +238,58 @@ def test_a_checkpoint_of_other_weights_is_still_refused(space, minilm, tmp_path)
                           dict(cand.hyper), cand.num_layers)
         with pytest.raises(CandidateError, match="different architecture"):
             build(minilm, other, seed=2).load_adapter_weights(tmp_path / "parent")
+
+
+def test_without_inheritance_no_weights_travel_but_the_rounds_are_the_same(space):
+    """inherit_weights: false (the control of experiments/bench_pbt.py): the same seed
+    gives the same configs, members and parents, but no proposal warm-starts, so the fake
+    trainer starts every trial from zero; with it on, the same rounds do warm-start."""
+    cost = AnalyticObjective(space).cost(space.sample(np.random.default_rng(0)))
+    runs = {}
+    for inherit in (True, False):
+        evaluator = WeightEvaluator(lambda a: 1000 * a["hp.learning_rate"], cost)
+        ctrl = make_controller("pbt", space, 7, population_size=4, rounds=4,
+                               inherit_weights=inherit)
+        driver = Driver(evaluator, parallel=1)
+        driver.run(ctrl, 100)
+        driver.drain(ctrl)
+        assert ctrl.ask() is None and len(driver.proposals) == 16
+        runs[inherit] = (driver.proposals, evaluator)
+    (on, ev_on), (off, ev_off) = runs[True], runs[False]
+    assert sum(p.meta["parent"] is not None for p in off) >= 3  # exploits did happen
+    assert all(p.warm_start_from is None for p in off)
+    assert all(ev_off.first[n] == 0.0 for n in range(16))
+    assert all(p.warm_start_from is not None for p in on[4:])
+    assert any(ev_on.first[n] > 0.0 for n in range(4, 16))
+    # round 0 has the same rewards either way, so round 1 exploits the same parent with
+    # the same explored config (later rounds differ: inherited weights change rewards)
+    assert [(p.meta, p.assignment) for p in off[:8]] == [(p.meta, p.assignment)
+                                                         for p in on[:8]]
+
+
+def test_inherit_weights_must_be_a_bool(space):
+    from autopeft.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="inherit_weights"):
+        make_controller("pbt", space, 0, inherit_weights="no")
+    assert make_controller("pbt", space, 0).settings["inherit_weights"] is True
+
+
+def test_a_warm_started_trial_counts_steps_from_the_whole_chain():
+    """The runner numbers a warm-started trial's steps after its parent's last report, which
+    already counts the parent's own chain: round 3 of a 10-step chain starts at 20, not 10
+    (counting only the parent's own steps restarted the numbering after 2 rounds)."""
+    from types import SimpleNamespace as NS
+
+    from autopeft.study.runner import _start_step
+
+    def metrics(first, steps):
+        return NS(steps=steps, intermediate=((first + 5, 0.5), (first + steps, 0.6)))
+
+    trials = {0: NS(metrics=metrics(0, 10)), 1: NS(metrics=metrics(10, 10)),
+              2: NS(metrics=None)}
+    storage = NS(get_trial=lambda name, number: trials[number])
+    assert _start_step(storage, "s", NS(warm_start_from=None)) == 0
+    assert _start_step(storage, "s", NS(warm_start_from=0)) == 10
+    assert _start_step(storage, "s", NS(warm_start_from=1)) == 20
+    assert _start_step(storage, "s", NS(warm_start_from=2)) == 0   # a parent without metrics

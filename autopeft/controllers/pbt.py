@@ -10,6 +10,13 @@ default) is multiplied by one of `perturb_factors` or, with `resample_probabilit
 drawn afresh within its range. The other members continue from their own last trial.
 Proposal.meta carries member, round and parent (the member copied, or None).
 
+`inherit_weights: false` is the control for weight inheritance: the rounds, the ranking,
+exploit and explore are the same (same seed, same configs and parents), but no proposal
+carries warm_start_from, so no weights travel: an exploiting member copies only its
+parent's config, and every member, the continuing ones too, trains each round from fresh
+weights (PBT as an evolutionary search over configs; what a replay without weights
+measures). experiments/bench_pbt.py compares the two in real runs.
+
 The proposals of round r depend only on (seed, r) and the results of round r-1, so
 `rebuild` from the study's trials (their meta) reaches the same state as the saved one.
 """
@@ -62,6 +69,10 @@ class PBTController(Controller):
         "perturb_factors": Setting([0.8, 1.2], "float_list", "multipliers for explore"),
         "resample_probability": Setting(0.25, "float", "resample instead of perturb",
                                         low=0.0, high=1.0),
+        "inherit_weights": Setting(True, "bool", "warm-start from checkpoints: an exploiting "
+                                   "member from its parent's, the others from their own "
+                                   "(false: every trial trains from fresh weights and "
+                                   "exploit copies the config only)"),
     }
 
     def __init__(self, space: Any, *, seed: int, **settings: Any) -> None:
@@ -89,6 +100,7 @@ class PBTController(Controller):
         q = max(1, int(math.floor(n * self.settings["quantile"])))
         top = [m for m in ranked[:q] if m["reward"] is not None]
         bottom = {m["id"] for m in ranked[n - q:]}
+        inherit = self.settings["inherit_weights"]
         plan = []
         for m in self.members:
             if m["id"] in bottom or m["reward"] is None:
@@ -96,12 +108,13 @@ class PBTController(Controller):
                     parent = top[int(rng.integers(len(top)))]
                     plan.append({"member": m["id"], "parent": parent["id"],
                                  "assignment": self._explore(parent["assignment"], rng),
-                                 "warm": parent["trial"]})
+                                 "warm": parent["trial"] if inherit else None})
                 else:  # the whole top failed: nothing to copy, start over
                     plan.append({"member": m["id"], "parent": None, "warm": None,
                                  "assignment": self.space.sample(rng)})
             else:
-                plan.append({"member": m["id"], "parent": None, "warm": m["trial"],
+                plan.append({"member": m["id"], "parent": None,
+                             "warm": m["trial"] if inherit else None,
                              "assignment": dict(m["assignment"])})
         return plan
 

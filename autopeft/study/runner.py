@@ -336,4 +336,7 @@ def _start_step(storage: Any, name: str, record: TrialRecord) -> int:
     parent = storage.get_trial(name, record.warm_start_from)
     if parent.metrics is None:
         return 0
-    return int(parent.metrics.steps)
+    # the parent's own reports are numbered from its start: its last one is the whole
+    # chain's step count (a chain of warm starts keeps counting, as PBT's rounds do)
+    steps = [int(at) for at, _ in parent.metrics.intermediate or ()]
+    return max(steps + [int(parent.metrics.steps)])
